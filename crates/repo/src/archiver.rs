@@ -1,0 +1,709 @@
+//! Backup: folders or a stream → chunks → blobs → packs → index → snapshot.
+//!
+//! The pipeline overlaps its stages with bounded memory:
+//! 1. a reader thread walks the folders (or reads the stream), cuts content into chunks and
+//!    sends events down a bounded channel; files whose size, mtime, ctime and inode match the
+//!    parent snapshot are not read again;
+//! 2. each chunk is hashed, compressed and sealed on the blocking pool, several at once, and
+//!    the results come back in order;
+//! 3. one task assembles files and trees and feeds the [`Packer`], which uploads packs a few at
+//!    a time;
+//! 4. when everything is durable and indexed, the snapshot is written (if the lock still
+//!    holds).
+//!
+//! Unreadable, vanished or special files are skipped with a warning; a file that changes
+//! while read is stored as read, with a warning. A read error of a stream is fatal: no
+//! snapshot is written. This module must not delete anything.
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::crypto::MasterKey;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::MasterIndex;
+use crate::lock::LockGuard;
+use crate::pack::BlobType;
+use crate::repository::{
+    Repository, SealedBlob, hostname, now_rfc3339, seal_blob_with_id, username,
+};
+use crate::snapshot::{Snapshot, SnapshotKind, Summary};
+use crate::tree::{Node, NodeKind, Tree};
+
+/// Live counters a caller can poll to draw progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Files finished.
+    pub files: AtomicU64,
+    /// Bytes read from the source.
+    pub bytes_read: AtomicU64,
+    /// Bytes of unchanged files skipped.
+    pub bytes_skipped: AtomicU64,
+    /// Bytes added to the repository (sealed).
+    pub bytes_stored: AtomicU64,
+}
+
+/// Options of a backup.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Tags to record.
+    pub tags: Vec<String>,
+    /// The parent snapshot; `None` picks the latest snapshot of the same paths and host.
+    pub parent: Option<Id>,
+    /// Read every file even when it looks unchanged.
+    pub force_read: bool,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Free-form details to record with the snapshot.
+    pub meta: serde_json::Value,
+    /// Chunker bounds for a stream (default: the repository's stream bounds).
+    pub stream_chunker: Option<ChunkerParams>,
+    /// Live counters.
+    pub progress: Option<Arc<Progress>>,
+}
+
+enum Event {
+    DirStart(Node),
+    DirEnd,
+    FileStart(Node),
+    Chunk(Vec<u8>),
+    FileEnd { size: u64, warning: Option<String> },
+    Leaf(Node),
+    Warning(String),
+}
+
+enum Processed {
+    Event(Event),
+    Known { id: Id, len: u64 },
+    New(SealedBlob),
+}
+
+struct Frame {
+    node: Option<Node>,
+    tree: Tree,
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+fn meta_node(name: Vec<u8>, kind: NodeKind, md: &std::fs::Metadata) -> Node {
+    Node {
+        name,
+        kind,
+        mode: md.permissions().mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_ns: md
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec()),
+        ctime_ns: md
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.ctime_nsec()),
+        inode: md.ino(),
+        size: md.len(),
+        content: vec![],
+        subtree: None,
+        target: None,
+    }
+}
+
+/// Backs up folders (and files) into a new snapshot.
+///
+/// # Errors
+/// When a path does not exist or is not readable, when the repository cannot be written,
+/// or when the lock was lost; no snapshot is then written.
+pub async fn backup_paths(
+    repo: &Arc<Repository>,
+    lock: &LockGuard,
+    paths: &[PathBuf],
+    opts: BackupOptions,
+) -> Result<(Id, Snapshot)> {
+    if paths.is_empty() {
+        return Err(RepoError::Invalid(
+            "nothing to back up: give at least one --path".into(),
+        ));
+    }
+    let mut abs = Vec::new();
+    for p in paths {
+        let a = std::path::absolute(p).map_err(RepoError::io("resolving", p))?;
+        std::fs::symlink_metadata(&a).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                RepoError::Invalid(format!("{} does not exist", p.display()))
+            }
+            _ => RepoError::Io {
+                context: "reading",
+                path: p.clone(),
+                source: e,
+            },
+        })?;
+        abs.push(a);
+    }
+    let sources: Vec<String> = abs.iter().map(|p| p.display().to_string()).collect();
+    let host = opts.host.clone().unwrap_or_else(hostname);
+    let parent = match opts.parent {
+        Some(p) => Some(p),
+        None if opts.force_read => None,
+        None => {
+            let (snaps, _) = repo.list_snapshots().await?;
+            snaps
+                .into_iter()
+                .rev()
+                .find(|(_, s)| {
+                    s.kind == SnapshotKind::Files && s.paths == sources && s.host == host
+                })
+                .map(|(id, _)| id)
+        }
+    };
+    let parent_root = match parent {
+        Some(pid) => {
+            let (_, ps) = repo.find_snapshot(&pid.to_hex()).await?;
+            Some(repo.load_tree(&ps.tree).await?)
+        }
+        None => None,
+    };
+    let params = repo.config().chunker_files;
+    let r = Arc::clone(repo);
+    let progress = opts.progress.clone();
+    let reader = move |tx: mpsc::Sender<Event>| {
+        walk_roots(&r, &abs, parent_root, params, &tx, progress.as_deref())
+    };
+    let mut snap = run(
+        repo,
+        lock,
+        reader,
+        &opts,
+        SnapshotKind::Files,
+        sources.join(", "),
+        sources,
+    )
+    .await?;
+    snap.1.parent = parent;
+    let id = commit(repo, lock, &snap.1).await?;
+    Ok((id, snap.1))
+}
+
+/// Backs up a stream (e.g. a database dump) as a snapshot holding one file named `name`.
+///
+/// # Errors
+/// When the stream fails to read (the error of the producing process included), when the
+/// repository cannot be written or the lock was lost; no snapshot is then written.
+pub async fn backup_stream(
+    repo: &Arc<Repository>,
+    lock: &LockGuard,
+    name: &str,
+    mut input: Box<dyn Read + Send>,
+    opts: BackupOptions,
+) -> Result<(Id, Snapshot)> {
+    let node_name = name.trim_matches('/').to_owned();
+    let probe = Node {
+        name: node_name.clone().into_bytes(),
+        kind: NodeKind::File,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        size: 0,
+        content: vec![],
+        subtree: None,
+        target: None,
+    };
+    if !probe.name_is_safe() {
+        return Err(RepoError::Invalid(format!(
+            "{name:?} is not a valid stream name (no '/', not empty)"
+        )));
+    }
+    let params = opts.stream_chunker.unwrap_or(repo.config().chunker_streams);
+    params.validate().map_err(RepoError::Invalid)?;
+    let seed = repo.config().chunker_seed;
+    let progress = opts.progress.clone();
+    let reader = move |tx: mpsc::Sender<Event>| -> Result<()> {
+        let mut node = probe;
+        node.mtime_ns = now_ns();
+        node.ctime_ns = node.mtime_ns;
+        send(&tx, Event::FileStart(node))?;
+        let mut chunker: Chunker<&mut dyn Read> = Chunker::new(params, seed);
+        chunker.reset(&mut *input);
+        let mut size = 0u64;
+        loop {
+            match chunker.next_chunk() {
+                Ok(Some(c)) => {
+                    size += c.len() as u64;
+                    if let Some(p) = &progress {
+                        p.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    }
+                    send(&tx, Event::Chunk(c))?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(RepoError::Invalid(format!(
+                        "reading the stream {node_name:?} failed: {e}"
+                    )));
+                }
+            }
+        }
+        send(
+            &tx,
+            Event::FileEnd {
+                size,
+                warning: None,
+            },
+        )
+    };
+    let (_, snap) = run(
+        repo,
+        lock,
+        reader,
+        &opts,
+        SnapshotKind::Stream,
+        name.to_owned(),
+        vec![name.to_owned()],
+    )
+    .await?;
+    let id = commit(repo, lock, &snap).await?;
+    Ok((id, snap))
+}
+
+async fn commit(repo: &Repository, lock: &LockGuard, snap: &Snapshot) -> Result<Id> {
+    lock.check().await?;
+    let mut s = snap.clone();
+    s.summary.finished = now_rfc3339();
+    repo.save_snapshot(&s).await
+}
+
+fn send(tx: &mpsc::Sender<Event>, ev: Event) -> Result<()> {
+    tx.blocking_send(ev).map_err(|_| RepoError::Cancelled)
+}
+
+struct Ctx {
+    key: MasterKey,
+    index: Arc<RwLock<MasterIndex>>,
+}
+
+fn process_chunk(ctx: &Ctx, data: &[u8]) -> Processed {
+    let id = ctx.key.blob_id(data);
+    let known = ctx.index.read().map(|i| i.contains(&id)).unwrap_or(false);
+    if known {
+        Processed::Known {
+            id,
+            len: data.len() as u64,
+        }
+    } else {
+        Processed::New(seal_blob_with_id(&ctx.key, BlobType::Data, id, data))
+    }
+}
+
+async fn run<F>(
+    repo: &Arc<Repository>,
+    lock: &LockGuard,
+    reader: F,
+    opts: &BackupOptions,
+    kind: SnapshotKind,
+    source: String,
+    paths: Vec<String>,
+) -> Result<(Id, Snapshot)>
+where
+    F: FnOnce(mpsc::Sender<Event>) -> Result<()> + Send + 'static,
+{
+    lock.check().await?;
+    let started = now_rfc3339();
+    let (tx, mut rx) = mpsc::channel::<Event>(8);
+    let reader_task = tokio::task::spawn_blocking(move || reader(tx));
+    let ctx = Arc::new(Ctx {
+        key: repo.key().clone(),
+        index: Arc::clone(repo.index()),
+    });
+    let workers = std::thread::available_parallelism()
+        .map(std::num::NonZero::get)
+        .unwrap_or(2)
+        * 2;
+    let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut processed = events
+        .map(|ev| {
+            let ctx = Arc::clone(&ctx);
+            async move {
+                match ev {
+                    Event::Chunk(data) => {
+                        tokio::task::spawn_blocking(move || process_chunk(&ctx, &data))
+                            .await
+                            .map_err(|e| RepoError::Invalid(format!("worker failed: {e}")))
+                    }
+                    other => Ok(Processed::Event(other)),
+                }
+            }
+        })
+        .buffered(workers);
+
+    let mut packer = repo.packer();
+    let mut summary = Summary {
+        started,
+        ..Summary::default()
+    };
+    let mut stack = vec![Frame {
+        node: None,
+        tree: Tree::default(),
+    }];
+    let mut file: Option<Node> = None;
+    let progress = opts.progress.clone();
+    let assemble = async {
+        while let Some(item) = processed.next().await {
+            match item? {
+                Processed::Known { id, len } => {
+                    let f = file
+                        .as_mut()
+                        .ok_or_else(|| RepoError::Invalid("chunk outside a file".into()))?;
+                    f.content.push(id);
+                    let _ = len;
+                }
+                Processed::New(blob) => {
+                    let f = file
+                        .as_mut()
+                        .ok_or_else(|| RepoError::Invalid("chunk outside a file".into()))?;
+                    f.content.push(blob.id);
+                    let stored = blob.sealed.len() as u64;
+                    if packer.add(blob).await?
+                        && let Some(p) = &progress
+                    {
+                        p.bytes_stored.fetch_add(stored, Ordering::Relaxed);
+                    }
+                }
+                Processed::Event(Event::FileStart(node)) => file = Some(node),
+                Processed::Event(Event::FileEnd { size, warning }) => {
+                    let mut f = file
+                        .take()
+                        .ok_or_else(|| RepoError::Invalid("file end without start".into()))?;
+                    f.size = size;
+                    summary.files += 1;
+                    summary.files_read += 1;
+                    summary.bytes_read += size;
+                    summary.total_bytes += size;
+                    if let Some(w) = warning {
+                        summary.warnings.push(w);
+                    }
+                    if let Some(p) = &progress {
+                        p.files.fetch_add(1, Ordering::Relaxed);
+                    }
+                    push_node(&mut stack, f)?;
+                }
+                Processed::Event(Event::Leaf(node)) => {
+                    if node.kind == NodeKind::File {
+                        summary.files += 1;
+                        summary.total_bytes += node.size;
+                        if node.size > 0 {
+                            summary.files_unchanged += 1;
+                        } else {
+                            summary.files_read += 1;
+                        }
+                        if let Some(p) = &progress {
+                            p.files.fetch_add(1, Ordering::Relaxed);
+                            p.bytes_skipped.fetch_add(node.size, Ordering::Relaxed);
+                        }
+                    }
+                    push_node(&mut stack, node)?;
+                }
+                Processed::Event(Event::DirStart(node)) => {
+                    summary.dirs += 1;
+                    stack.push(Frame {
+                        node: Some(node),
+                        tree: Tree::default(),
+                    });
+                }
+                Processed::Event(Event::DirEnd) => {
+                    let frame = stack
+                        .pop()
+                        .ok_or_else(|| RepoError::Invalid("unbalanced directories".into()))?;
+                    let mut node = frame
+                        .node
+                        .ok_or_else(|| RepoError::Invalid("unbalanced directories".into()))?;
+                    node.subtree = Some(save_tree(&mut packer, frame.tree).await?);
+                    push_node(&mut stack, node)?;
+                }
+                Processed::Event(Event::Warning(w)) => summary.warnings.push(w),
+                Processed::Event(Event::Chunk(_)) => {}
+            }
+        }
+        Ok::<_, RepoError>(())
+    };
+    let assembled = assemble.await;
+    drop(processed);
+    let read_result = reader_task
+        .await
+        .map_err(|e| RepoError::Invalid(format!("reader failed: {e}")))?;
+    // The reader's own error is the cause when both failed.
+    read_result?;
+    assembled?;
+    if stack.len() != 1 {
+        return Err(RepoError::Invalid("unbalanced directories".into()));
+    }
+    let root = stack.pop().map(|f| f.tree).unwrap_or_default();
+    let tree = save_tree(&mut packer, root).await?;
+    packer.flush().await?;
+    let stats = packer.stats();
+    summary.blobs_added = stats.blobs;
+    summary.bytes_added = stats.raw_bytes;
+    summary.bytes_stored = stats.stored_bytes;
+    let snap = Snapshot {
+        version: 1,
+        time: summary.started.clone(),
+        kind,
+        source,
+        paths,
+        host: opts.host.clone().unwrap_or_else(hostname),
+        user: username(),
+        tags: opts.tags.clone(),
+        tree,
+        parent: None,
+        summary,
+        program: format!("strongroom {}", env!("CARGO_PKG_VERSION")),
+        meta: opts.meta.clone(),
+    };
+    Ok((Id::default(), snap))
+}
+
+fn push_node(stack: &mut [Frame], node: Node) -> Result<()> {
+    let top = stack
+        .last_mut()
+        .ok_or_else(|| RepoError::Invalid("unbalanced directories".into()))?;
+    top.tree.nodes.push(node);
+    Ok(())
+}
+
+async fn save_tree(packer: &mut crate::repository::Packer<'_>, mut tree: Tree) -> Result<Id> {
+    tree.sort();
+    tree.nodes.dedup_by(|b, a| a.name == b.name);
+    let bytes = tree
+        .to_bytes()
+        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+    packer.add_plain(BlobType::Tree, bytes).await
+}
+
+fn name_bytes(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_else(|| b"root".to_vec())
+}
+
+struct Walker<'a> {
+    repo: &'a Repository,
+    handle: tokio::runtime::Handle,
+    tx: &'a mpsc::Sender<Event>,
+    chunker: Chunker<std::fs::File>,
+    progress: Option<&'a Progress>,
+}
+
+fn walk_roots(
+    repo: &Repository,
+    roots: &[PathBuf],
+    parent_root: Option<Tree>,
+    params: ChunkerParams,
+    tx: &mpsc::Sender<Event>,
+    progress: Option<&Progress>,
+) -> Result<()> {
+    let mut w = Walker {
+        repo,
+        handle: tokio::runtime::Handle::current(),
+        tx,
+        chunker: Chunker::new(params, repo.config().chunker_seed),
+        progress,
+    };
+    let mut used: Vec<Vec<u8>> = Vec::new();
+    for root in roots {
+        let mut name = name_bytes(root);
+        let base = name.clone();
+        let mut n = 2;
+        while used.contains(&name) {
+            name = [base.as_slice(), format!("-{n}").as_bytes()].concat();
+            n += 1;
+        }
+        used.push(name.clone());
+        let parent_node = parent_root.as_ref().and_then(|t| find(t, &name)).cloned();
+        w.entry(root, name, parent_node.as_ref())?;
+    }
+    Ok(())
+}
+
+fn find<'t>(tree: &'t Tree, name: &[u8]) -> Option<&'t Node> {
+    tree.nodes
+        .binary_search_by(|n| n.name.as_slice().cmp(name))
+        .ok()
+        .and_then(|i| tree.nodes.get(i))
+}
+
+impl Walker<'_> {
+    fn warn(&self, msg: String) -> Result<()> {
+        send(self.tx, Event::Warning(msg))
+    }
+
+    fn entry(&mut self, path: &Path, name: Vec<u8>, parent: Option<&Node>) -> Result<()> {
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) => return self.warn(format!("{}: skipped, cannot read: {e}", path.display())),
+        };
+        let ft = md.file_type();
+        if ft.is_dir() {
+            self.dir(path, name, &md, parent)
+        } else if ft.is_file() {
+            self.file(path, name, &md, parent)
+        } else if ft.is_symlink() {
+            match std::fs::read_link(path) {
+                Ok(t) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    let mut node = meta_node(name, NodeKind::Symlink, &md);
+                    node.target = Some(t.as_os_str().as_bytes().to_vec());
+                    node.size = 0;
+                    send(self.tx, Event::Leaf(node))
+                }
+                Err(e) => self.warn(format!(
+                    "{}: skipped symlink, cannot read it: {e}",
+                    path.display()
+                )),
+            }
+        } else {
+            self.warn(format!(
+                "{}: skipped special file (device, fifo or socket)",
+                path.display()
+            ))
+        }
+    }
+
+    fn dir(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        md: &std::fs::Metadata,
+        parent: Option<&Node>,
+    ) -> Result<()> {
+        let mut entries: Vec<(Vec<u8>, PathBuf)> = match std::fs::read_dir(path) {
+            Ok(rd) => {
+                let mut v = Vec::new();
+                for e in rd {
+                    match e {
+                        Ok(e) => {
+                            use std::os::unix::ffi::OsStrExt;
+                            v.push((e.file_name().as_bytes().to_vec(), e.path()));
+                        }
+                        Err(e) => self.warn(format!("{}: error listing: {e}", path.display()))?,
+                    }
+                }
+                v
+            }
+            Err(e) => {
+                return self.warn(format!(
+                    "{}: skipped directory, cannot list it: {e}",
+                    path.display()
+                ));
+            }
+        };
+        entries.sort();
+        let parent_tree = match parent.and_then(|p| {
+            if p.kind == NodeKind::Dir {
+                p.subtree
+            } else {
+                None
+            }
+        }) {
+            Some(id) => self.handle.block_on(self.repo.load_tree(&id)).ok(),
+            None => None,
+        };
+        let mut node = meta_node(name, NodeKind::Dir, md);
+        node.size = 0;
+        send(self.tx, Event::DirStart(node))?;
+        for (n, p) in entries {
+            let pn = parent_tree.as_ref().and_then(|t| find(t, &n));
+            self.entry(&p, n, pn)?;
+        }
+        send(self.tx, Event::DirEnd)
+    }
+
+    fn file(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        md: &std::fs::Metadata,
+        parent: Option<&Node>,
+    ) -> Result<()> {
+        let node = meta_node(name, NodeKind::File, md);
+        if let Some(p) = parent {
+            let unchanged = p.kind == NodeKind::File
+                && p.size == node.size
+                && p.mtime_ns == node.mtime_ns
+                && p.ctime_ns == node.ctime_ns
+                && p.inode == node.inode
+                && !p.content.is_empty()
+                && self.repo.index_read().contains_all(&p.content);
+            if unchanged {
+                let mut n = node;
+                n.content.clone_from(&p.content);
+                return send(self.tx, Event::Leaf(n));
+            }
+        }
+        if node.size == 0 {
+            // Still open it: an unreadable empty file is reported like any other.
+            if let Err(e) = std::fs::File::open(path) {
+                return self.warn(format!("{}: skipped, cannot open: {e}", path.display()));
+            }
+            return send(self.tx, Event::Leaf(node));
+        }
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => return self.warn(format!("{}: skipped, cannot open: {e}", path.display())),
+        };
+        send(self.tx, Event::FileStart(node.clone()))?;
+        self.chunker.reset(f);
+        let mut size = 0u64;
+        let mut warning = None;
+        loop {
+            match self.chunker.next_chunk() {
+                Ok(Some(c)) => {
+                    size += c.len() as u64;
+                    if let Some(p) = self.progress {
+                        p.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    }
+                    send(self.tx, Event::Chunk(c))?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warning = Some(format!(
+                        "{}: read error after {size} bytes, only those were stored: {e}",
+                        path.display()
+                    ));
+                    break;
+                }
+            }
+        }
+        if warning.is_none() {
+            match std::fs::symlink_metadata(path) {
+                Ok(after)
+                    if after.len() != node.size
+                        || after.mtime() != md.mtime()
+                        || after.mtime_nsec() != md.mtime_nsec() =>
+                {
+                    warning = Some(format!(
+                        "{}: changed while being read; stored {size} bytes as read",
+                        path.display()
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    warning = Some(format!(
+                        "{}: vanished while being read; stored {size} bytes as read",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        send(self.tx, Event::FileEnd { size, warning })
+    }
+}

@@ -1,0 +1,35 @@
+//! The Strongroom repository engine.
+//!
+//! Content-addressed and append-only, after restic's proven design with modern primitives:
+//! files and streams are cut into chunks (FastCDC), each identified by a keyed BLAKE3 hash,
+//! compressed with zstd where that helps, sealed with AES-256-GCM (random nonce, object type
+//! and id bound as associated data) and grouped into packs; index files map blobs to packs;
+//! trees list folders; snapshots name a root tree. The format is specified in
+//! `docs/design/repository-format.md`.
+//!
+//! The engine sees storage only through [`strongroom_storage::Storage`] and must not know
+//! which backend it has. It knows nothing of databases, catalogs or HTTP.
+
+pub mod archiver;
+pub mod checker;
+pub mod chunker;
+pub mod compress;
+pub mod crypto;
+pub mod error;
+pub mod export;
+pub mod id;
+pub mod index;
+pub mod lock;
+pub mod pack;
+pub mod prune;
+pub mod repository;
+pub mod restorer;
+pub mod retention;
+pub mod snapshot;
+pub mod stats;
+pub mod tree;
+
+pub use error::{RepoError, Result};
+pub use id::Id;
+pub use repository::{InitOptions, Repository};
+pub use snapshot::{Snapshot, SnapshotKind};

@@ -1,0 +1,880 @@
+//! An open repository: storage, master key, config and the merged index; reading and
+//! writing blobs, trees, snapshots, index files and keys.
+//!
+//! Write order is the caller's contract, enforced by [`Packer`]: packs are durable before
+//! the index file that lists them is written, and a snapshot is written only after
+//! [`Packer::flush`] has made every pack and index it refers to durable.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use strongroom_storage::{Kind, Storage};
+use tokio::task::JoinSet;
+
+use crate::compress::{self, Compression};
+use crate::crypto::{KdfParams, KeyFile, MasterKey, ObjectType};
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{IndexFile, IndexPack, MasterIndex};
+use crate::pack::{BlobType, PackBuilder, PackEntry};
+use crate::snapshot::{Config, Snapshot};
+use crate::tree::Tree;
+
+/// Options for creating a repository.
+#[derive(Debug, Clone, Copy)]
+pub struct InitOptions {
+    /// Key derivation parameters for the first key.
+    pub kdf: KdfParams,
+    /// Target pack size.
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf: KdfParams::DEFAULT,
+            pack_size: Config::DEFAULT_PACK_SIZE,
+        }
+    }
+}
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    key: MasterKey,
+    config: Config,
+    index: Arc<RwLock<MasterIndex>>,
+    index_files: RwLock<Vec<Id>>,
+    /// Id of the key file that opened the repository.
+    key_id: Id,
+}
+
+/// The host name of this machine.
+#[must_use]
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The user running this process.
+#[must_use]
+pub fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+const CONFIG_NAME: &str = "config";
+
+impl Repository {
+    /// Creates a new repository in empty storage.
+    ///
+    /// # Errors
+    /// When the storage already holds a repository or cannot be written.
+    pub async fn init(
+        storage: Arc<dyn Storage>,
+        password: &[u8],
+        opts: InitOptions,
+    ) -> Result<Repository> {
+        if storage.read(Kind::Config, CONFIG_NAME).await.is_ok() {
+            return Err(RepoError::AlreadyInitialised(storage.location()));
+        }
+        storage.create().await.map_err(|e| match e {
+            strongroom_storage::StorageError::AlreadyExists { .. } => {
+                RepoError::AlreadyInitialised(storage.location())
+            }
+            e => RepoError::Storage {
+                context: format!("creating repository at {}", storage.location()),
+                source: e,
+            },
+        })?;
+        let key = MasterKey::generate();
+        let mut seed = [0u8; 8];
+        crate::crypto::fill_random(&mut seed);
+        let config = Config {
+            version: Config::VERSION,
+            id: Id::random(),
+            created: now_rfc3339(),
+            chunker_seed: u64::from_le_bytes(seed),
+            chunker_files: crate::chunker::ChunkerParams::FILES,
+            chunker_streams: crate::chunker::ChunkerParams::DUMPS,
+            pack_size: opts.pack_size,
+        };
+        let key_id = Id::random();
+        write_key(&*storage, &key, password, opts.kdf, &key_id).await?;
+        let cfg = serde_json::to_vec(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let sealed = key.seal(ObjectType::Config, &Id::default(), &cfg);
+        storage
+            .write(Kind::Config, CONFIG_NAME, Bytes::from(sealed))
+            .await
+            .map_err(RepoError::storage("writing config"))?;
+        Ok(Repository {
+            storage,
+            key,
+            config,
+            index: Arc::default(),
+            index_files: RwLock::default(),
+            key_id,
+        })
+    }
+
+    /// Opens a repository with a password and loads its index.
+    ///
+    /// # Errors
+    /// [`RepoError::NotARepository`], [`RepoError::WrongPassword`],
+    /// [`RepoError::KeyFileDamaged`], or a damaged config.
+    pub async fn open(storage: Arc<dyn Storage>, password: &[u8]) -> Result<Repository> {
+        let config_bytes = match storage.read(Kind::Config, CONFIG_NAME).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NotARepository(storage.location()));
+            }
+            Err(e) => {
+                return Err(RepoError::Storage {
+                    context: "reading config".into(),
+                    source: e,
+                });
+            }
+        };
+        let keys = storage
+            .list(Kind::Key)
+            .await
+            .map_err(RepoError::storage("listing key files"))?;
+        if keys.is_empty() {
+            return Err(RepoError::Corrupt {
+                what: "repository".into(),
+                detail: "it has no key files".into(),
+            });
+        }
+        let mut damaged = None;
+        let mut opened = None;
+        for k in &keys {
+            let id = match Id::from_hex(&k.name) {
+                Ok(id) => id,
+                Err(e) => {
+                    damaged = Some(RepoError::KeyFileDamaged {
+                        name: k.name.clone(),
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let bytes = storage
+                .read(Kind::Key, &k.name)
+                .await
+                .map_err(RepoError::storage(format!("reading key file {}", k.name)))?;
+            let kf = match KeyFile::parse(&bytes) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    damaged = Some(RepoError::KeyFileDamaged {
+                        name: k.name.clone(),
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let pw = password.to_vec();
+            let res = tokio::task::spawn_blocking(move || kf.unwrap_key(&pw, &id))
+                .await
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            if let Ok(key) = res {
+                opened = Some((key, id));
+                break;
+            }
+        }
+        let Some((key, key_id)) = opened else {
+            return Err(match damaged {
+                Some(d) if keys.len() == 1 => d,
+                _ => RepoError::WrongPassword(keys.len()),
+            });
+        };
+        let cfg = key
+            .open(ObjectType::Config, &Id::default(), &config_bytes)
+            .map_err(|e| RepoError::Corrupt {
+                what: "config".into(),
+                detail: e.to_string(),
+            })?;
+        let config: Config = serde_json::from_slice(&cfg).map_err(|e| RepoError::Corrupt {
+            what: "config".into(),
+            detail: e.to_string(),
+        })?;
+        if config.version != Config::VERSION {
+            return Err(RepoError::Invalid(format!(
+                "repository format version {} is not supported by this Strongroom (it reads version {})",
+                config.version,
+                Config::VERSION
+            )));
+        }
+        config
+            .chunker_files
+            .validate()
+            .map_err(|d| RepoError::Corrupt {
+                what: "config".into(),
+                detail: d,
+            })?;
+        config
+            .chunker_streams
+            .validate()
+            .map_err(|d| RepoError::Corrupt {
+                what: "config".into(),
+                detail: d,
+            })?;
+        Ok(Repository {
+            storage,
+            key,
+            config,
+            index: Arc::default(),
+            index_files: RwLock::default(),
+            key_id,
+        })
+    }
+
+    /// The storage.
+    #[must_use]
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The master key.
+    #[must_use]
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The config.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The shared in-memory index.
+    #[must_use]
+    pub fn index(&self) -> &Arc<RwLock<MasterIndex>> {
+        &self.index
+    }
+
+    /// A read view of the index.
+    pub fn index_read(&self) -> std::sync::RwLockReadGuard<'_, MasterIndex> {
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, MasterIndex> {
+        self.index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ids of the index files loaded.
+    #[must_use]
+    pub fn index_file_ids(&self) -> Vec<Id> {
+        self.index_files
+            .read()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// Loads every index file into memory. A damaged index file does not stop the others
+    /// from loading: it is returned as a warning (its blobs then count as missing).
+    ///
+    /// # Errors
+    /// When the index files cannot be listed or read.
+    pub async fn load_index(&self) -> Result<Vec<String>> {
+        let files = self
+            .storage
+            .list(Kind::Index)
+            .await
+            .map_err(RepoError::storage("listing index files"))?;
+        let mut warnings = Vec::new();
+        let mut index = MasterIndex::default();
+        let mut ids = Vec::new();
+        for f in files {
+            match self.read_index_file(&f.name).await {
+                Ok((id, file)) => {
+                    index.add_file(&file);
+                    ids.push(id);
+                }
+                Err(e @ RepoError::Corrupt { .. }) => warnings.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        *self.index_write() = index;
+        if let Ok(mut v) = self.index_files.write() {
+            *v = ids;
+        }
+        Ok(warnings)
+    }
+
+    /// Reads and opens one index file.
+    ///
+    /// # Errors
+    /// [`RepoError::Corrupt`] when it fails to authenticate or decode.
+    pub async fn read_index_file(&self, name: &str) -> Result<(Id, IndexFile)> {
+        let id = Id::from_hex(name).map_err(|e| RepoError::Corrupt {
+            what: format!("index file {name}"),
+            detail: e.to_string(),
+        })?;
+        let bytes = self
+            .storage
+            .read(Kind::Index, name)
+            .await
+            .map_err(RepoError::storage(format!("reading index file {name}")))?;
+        let file = IndexFile::open(&self.key, &id, &bytes).map_err(|e| RepoError::Corrupt {
+            what: format!("index file {}", id.short()),
+            detail: e.to_string(),
+        })?;
+        Ok((id, file))
+    }
+
+    /// Writes an index file and returns its id.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn write_index_file(&self, file: &IndexFile) -> Result<Id> {
+        let id = Id::random();
+        let sealed = file.seal(&self.key, &id);
+        self.storage
+            .write(Kind::Index, &id.to_hex(), Bytes::from(sealed))
+            .await
+            .map_err(RepoError::storage("writing index file"))?;
+        if let Ok(mut v) = self.index_files.write() {
+            v.push(id);
+        }
+        Ok(id)
+    }
+
+    /// Reads, authenticates, decompresses and checks one blob.
+    ///
+    /// # Errors
+    /// [`RepoError::BlobMissing`] or [`RepoError::Corrupt`] naming the blob and pack.
+    pub async fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = self
+            .index_read()
+            .get(id)
+            .ok_or_else(|| RepoError::BlobMissing(id.short()))?;
+        let e = loc.entry;
+        let stored = self
+            .storage
+            .read_range(
+                Kind::Pack,
+                &loc.pack.to_hex(),
+                u64::from(e.offset),
+                u64::from(e.stored_len),
+            )
+            .await
+            .map_err(RepoError::storage(format!(
+                "reading blob {} from pack {}",
+                id.short(),
+                loc.pack.short()
+            )))?;
+        let key = self.key.clone();
+        let pack = loc.pack;
+        tokio::task::spawn_blocking(move || decode_blob(&key, &pack, &e, &stored))
+            .await
+            .map_err(|e| RepoError::Invalid(e.to_string()))?
+    }
+
+    /// Reads and decodes a tree.
+    ///
+    /// # Errors
+    /// When the blob is missing or damaged, or is not a valid tree.
+    pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let b = self.read_blob(id).await?;
+        Tree::from_bytes(&b).map_err(|d| RepoError::Corrupt {
+            what: format!("tree {}", id.short()),
+            detail: d,
+        })
+    }
+
+    /// Lists the snapshots that can be read, sorted by time, and warnings for those that
+    /// cannot.
+    ///
+    /// # Errors
+    /// When the snapshot files cannot be listed.
+    pub async fn list_snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
+        let files = self
+            .storage
+            .list(Kind::Snapshot)
+            .await
+            .map_err(RepoError::storage("listing snapshots"))?;
+        let mut out = Vec::new();
+        let mut warnings = Vec::new();
+        for f in files {
+            match self.read_snapshot(&f.name).await {
+                Ok(s) => out.push(s),
+                Err(e @ RepoError::Corrupt { .. }) => warnings.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((out, warnings))
+    }
+
+    /// Reads one snapshot file.
+    ///
+    /// # Errors
+    /// [`RepoError::Corrupt`] when it fails to authenticate or decode.
+    pub async fn read_snapshot(&self, name: &str) -> Result<(Id, Snapshot)> {
+        let id = Id::from_hex(name).map_err(|e| RepoError::Corrupt {
+            what: format!("snapshot file {name}"),
+            detail: e.to_string(),
+        })?;
+        let bytes = self
+            .storage
+            .read(Kind::Snapshot, name)
+            .await
+            .map_err(RepoError::storage(format!(
+                "reading snapshot {}",
+                id.short()
+            )))?;
+        let plain = self
+            .key
+            .open(ObjectType::Snapshot, &id, &bytes)
+            .map_err(|e| RepoError::Corrupt {
+                what: format!("snapshot {}", id.short()),
+                detail: e.to_string(),
+            })?;
+        let snap: Snapshot = serde_json::from_slice(&plain).map_err(|e| RepoError::Corrupt {
+            what: format!("snapshot {}", id.short()),
+            detail: e.to_string(),
+        })?;
+        Ok((id, snap))
+    }
+
+    /// Finds a snapshot by unique id prefix, or `latest` (optionally among those whose
+    /// source is `source`).
+    ///
+    /// # Errors
+    /// [`RepoError::SnapshotNotFound`] or [`RepoError::AmbiguousSnapshot`].
+    pub async fn find_snapshot(&self, query: &str) -> Result<(Id, Snapshot)> {
+        let (snaps, _) = self.list_snapshots().await?;
+        if query == "latest" {
+            return snaps
+                .into_iter()
+                .last()
+                .ok_or_else(|| RepoError::SnapshotNotFound(query.into()));
+        }
+        let q = query.to_ascii_lowercase();
+        if q.is_empty() || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotNotFound(query.into()));
+        }
+        let mut matches: Vec<_> = snaps
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&q))
+            .collect();
+        match matches.len() {
+            0 => Err(RepoError::SnapshotNotFound(query.into())),
+            1 => Ok(matches.remove(0)),
+            n => Err(RepoError::AmbiguousSnapshot(query.into(), n)),
+        }
+    }
+
+    /// Writes a snapshot; call only after [`Packer::flush`].
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let id = Id::random();
+        let plain = serde_json::to_vec(snap).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let sealed = self.key.seal(ObjectType::Snapshot, &id, &plain);
+        self.storage
+            .write(Kind::Snapshot, &id.to_hex(), Bytes::from(sealed))
+            .await
+            .map_err(RepoError::storage("writing snapshot"))?;
+        Ok(id)
+    }
+
+    /// Deletes a snapshot file.
+    ///
+    /// # Errors
+    /// When the delete fails.
+    pub async fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.storage
+            .delete(Kind::Snapshot, &id.to_hex())
+            .await
+            .map_err(RepoError::storage(format!(
+                "deleting snapshot {}",
+                id.short()
+            )))
+    }
+
+    /// Adds a password; returns the new key file's id.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let id = Id::random();
+        write_key(&*self.storage, &self.key, password, kdf, &id).await?;
+        Ok(id)
+    }
+
+    /// Removes a key file; refuses to remove the last one, or the one in use unless
+    /// another exists.
+    ///
+    /// # Errors
+    /// When it is the only key or the delete fails.
+    pub async fn remove_key(&self, id: &Id) -> Result<()> {
+        let keys = self
+            .storage
+            .list(Kind::Key)
+            .await
+            .map_err(RepoError::storage("listing key files"))?;
+        if !keys.iter().any(|k| k.name == id.to_hex()) {
+            return Err(RepoError::Invalid(format!("no key file {}", id.short())));
+        }
+        if keys.len() < 2 {
+            return Err(RepoError::Invalid(
+                "refusing to remove the only key of the repository".into(),
+            ));
+        }
+        self.storage
+            .delete(Kind::Key, &id.to_hex())
+            .await
+            .map_err(RepoError::storage(format!(
+                "deleting key file {}",
+                id.short()
+            )))
+    }
+
+    /// Replaces the password of the key in use: a new key file is written first, then the
+    /// old one is removed.
+    ///
+    /// # Errors
+    /// When either step fails (the old password still works if the new key was not written).
+    pub async fn change_password(&mut self, new_password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let new_id = self.add_key(new_password, kdf).await?;
+        let old = self.key_id;
+        self.storage
+            .delete(Kind::Key, &old.to_hex())
+            .await
+            .map_err(RepoError::storage(format!(
+                "deleting old key file {}",
+                old.short()
+            )))?;
+        self.key_id = new_id;
+        Ok(new_id)
+    }
+
+    /// Id of the key file in use.
+    #[must_use]
+    pub fn key_id(&self) -> Id {
+        self.key_id
+    }
+
+    /// A packer for new blobs.
+    #[must_use]
+    pub fn packer(&self) -> Packer<'_> {
+        Packer::new(self)
+    }
+
+    pub(crate) fn add_to_index(&self, pack: Id, size: u64, entries: &[PackEntry]) {
+        self.index_write().add_pack(pack, size, entries);
+    }
+
+    pub(crate) fn replace_index(&self, index: MasterIndex, files: Vec<Id>) {
+        *self.index_write() = index;
+        if let Ok(mut v) = self.index_files.write() {
+            *v = files;
+        }
+    }
+}
+
+async fn write_key(
+    storage: &dyn Storage,
+    key: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+    id: &Id,
+) -> Result<()> {
+    let key = key.clone();
+    let pw = password.to_vec();
+    let kid = *id;
+    let kf = tokio::task::spawn_blocking(move || {
+        KeyFile::wrap(&key, &pw, kdf, &kid, &hostname(), &username())
+    })
+    .await
+    .map_err(|e| RepoError::Invalid(e.to_string()))?
+    .map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let bytes = kf
+        .to_bytes()
+        .map_err(|e| RepoError::Invalid(e.to_string()))?;
+    storage
+        .write(Kind::Key, &id.to_hex(), Bytes::from(bytes))
+        .await
+        .map_err(RepoError::storage("writing key file"))
+}
+
+/// Opens one sealed blob and checks that its plaintext hashes to its id.
+///
+/// # Errors
+/// [`RepoError::Corrupt`] naming the blob and pack.
+pub fn decode_blob(key: &MasterKey, pack: &Id, e: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = |d: String| RepoError::Corrupt {
+        what: format!("blob {} in pack {}", e.id.short(), pack.short()),
+        detail: d,
+    };
+    let plain = key
+        .open(e.blob_type.object_type(), &e.id, stored)
+        .map_err(|x| corrupt(x.to_string()))?;
+    let raw = compress::decompress(e.compression, plain, e.raw_len as usize)
+        .map_err(|x| corrupt(x.to_string()))?;
+    if key.blob_id(&raw) != e.id {
+        return Err(corrupt("content does not match its id".into()));
+    }
+    Ok(raw)
+}
+
+/// The current time in RFC 3339 (UTC, nanoseconds trimmed to micro).
+#[must_use]
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A blob ready to be packed: compressed and sealed.
+#[derive(Debug)]
+pub struct SealedBlob {
+    /// Blob id.
+    pub id: Id,
+    /// Data or tree.
+    pub blob_type: BlobType,
+    /// Compression of the sealed bytes.
+    pub compression: Compression,
+    /// Plaintext length.
+    pub raw_len: u32,
+    /// Sealed bytes.
+    pub sealed: Vec<u8>,
+}
+
+/// Hashes, compresses and seals a plaintext blob (CPU work; call from a worker thread).
+#[must_use]
+pub fn seal_blob(key: &MasterKey, blob_type: BlobType, raw: &[u8]) -> SealedBlob {
+    let id = key.blob_id(raw);
+    seal_blob_with_id(key, blob_type, id, raw)
+}
+
+/// Compresses and seals a blob whose id is already known.
+#[must_use]
+pub fn seal_blob_with_id(key: &MasterKey, blob_type: BlobType, id: Id, raw: &[u8]) -> SealedBlob {
+    let (compression, stored) = compress::compress(raw);
+    let sealed = key.seal(blob_type.object_type(), &id, &stored);
+    SealedBlob {
+        id,
+        blob_type,
+        compression,
+        raw_len: u32::try_from(raw.len()).unwrap_or(u32::MAX),
+        sealed,
+    }
+}
+
+/// Statistics of what a [`Packer`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackerStats {
+    /// Blobs added.
+    pub blobs: u64,
+    /// Plaintext bytes of those blobs.
+    pub raw_bytes: u64,
+    /// Sealed bytes of those blobs.
+    pub stored_bytes: u64,
+    /// Packs written.
+    pub packs: u64,
+}
+
+type Upload = Result<(Id, u64, Vec<PackEntry>)>;
+
+/// Collects sealed blobs into packs, uploads them (a few at a time) and writes index files
+/// listing only packs that are durable.
+pub struct Packer<'a> {
+    repo: &'a Repository,
+    data: PackBuilder,
+    tree: PackBuilder,
+    seen: HashSet<Id>,
+    uploads: JoinSet<Upload>,
+    durable: Vec<IndexPack>,
+    stats: PackerStats,
+    /// Packs per intermediate index file.
+    index_every: usize,
+    max_uploads: usize,
+}
+
+impl<'a> Packer<'a> {
+    fn new(repo: &'a Repository) -> Packer<'a> {
+        Packer {
+            repo,
+            data: PackBuilder::default(),
+            tree: PackBuilder::default(),
+            seen: HashSet::new(),
+            uploads: JoinSet::new(),
+            durable: Vec::new(),
+            stats: PackerStats::default(),
+            index_every: 64,
+            max_uploads: 3,
+        }
+    }
+
+    /// True when the blob is in the repository or already added by this packer.
+    #[must_use]
+    pub fn has(&self, id: &Id) -> bool {
+        self.seen.contains(id) || self.repo.index_read().contains(id)
+    }
+
+    /// Never write intermediate index files (prune writes one complete index itself).
+    pub fn without_intermediate_index(&mut self) {
+        self.index_every = usize::MAX;
+    }
+
+    /// What was written so far.
+    #[must_use]
+    pub fn stats(&self) -> PackerStats {
+        self.stats
+    }
+
+    /// Adds a sealed blob unless it is already stored; returns whether it was added.
+    ///
+    /// # Errors
+    /// When a finished pack fails to upload.
+    pub async fn add(&mut self, blob: SealedBlob) -> Result<bool> {
+        if self.has(&blob.id) {
+            return Ok(false);
+        }
+        self.seen.insert(blob.id);
+        self.stats.blobs += 1;
+        self.stats.raw_bytes += u64::from(blob.raw_len);
+        self.stats.stored_bytes += blob.sealed.len() as u64;
+        let builder = match blob.blob_type {
+            BlobType::Data => &mut self.data,
+            BlobType::Tree => &mut self.tree,
+        };
+        builder.add(
+            blob.id,
+            blob.blob_type,
+            blob.compression,
+            blob.raw_len,
+            &blob.sealed,
+        );
+        if builder.len() >= self.repo.config.pack_size as usize {
+            let full = std::mem::take(builder);
+            self.upload(full).await?;
+        }
+        Ok(true)
+    }
+
+    /// Stores a plaintext blob (hashing, compressing and sealing it here); returns its id.
+    ///
+    /// # Errors
+    /// When a finished pack fails to upload.
+    pub async fn add_plain(&mut self, blob_type: BlobType, raw: Vec<u8>) -> Result<Id> {
+        let id = self.repo.key.blob_id(&raw);
+        if !self.has(&id) {
+            let key = self.repo.key.clone();
+            let sealed =
+                tokio::task::spawn_blocking(move || seal_blob_with_id(&key, blob_type, id, &raw))
+                    .await
+                    .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            self.add(sealed).await?;
+        }
+        Ok(id)
+    }
+
+    async fn upload(&mut self, builder: PackBuilder) -> Result<()> {
+        while self.uploads.len() >= self.max_uploads {
+            self.join_one().await?;
+        }
+        let key = self.repo.key.clone();
+        let storage = Arc::clone(&self.repo.storage);
+        self.uploads.spawn(async move {
+            let (id, bytes, entries) = tokio::task::spawn_blocking(move || builder.finish(&key))
+                .await
+                .map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let size = bytes.len() as u64;
+            storage
+                .write(Kind::Pack, &id.to_hex(), Bytes::from(bytes))
+                .await
+                .map_err(RepoError::storage(format!("writing pack {}", id.short())))?;
+            Ok((id, size, entries))
+        });
+        Ok(())
+    }
+
+    async fn join_one(&mut self) -> Result<()> {
+        if let Some(res) = self.uploads.join_next().await {
+            let (id, size, entries) =
+                res.map_err(|e| RepoError::Invalid(format!("upload task failed: {e}")))??;
+            self.repo.add_to_index(id, size, &entries);
+            self.stats.packs += 1;
+            self.durable.push(IndexPack {
+                id,
+                size,
+                blobs: entries,
+            });
+            if self.durable.len() >= self.index_every {
+                let file = IndexFile {
+                    supersedes: vec![],
+                    packs: std::mem::take(&mut self.durable),
+                };
+                self.repo.write_index_file(&file).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the partial packs, waits for every upload, and writes an index file for
+    /// all durable packs not yet indexed. After this returns, everything added is
+    /// durable and indexed.
+    ///
+    /// # Errors
+    /// When an upload or the index write fails.
+    pub async fn flush(&mut self) -> Result<()> {
+        for builder in [
+            std::mem::take(&mut self.data),
+            std::mem::take(&mut self.tree),
+        ] {
+            if !builder.is_empty() {
+                self.upload(builder).await?;
+            }
+        }
+        while !self.uploads.is_empty() {
+            self.join_one().await?;
+        }
+        if !self.durable.is_empty() {
+            let file = IndexFile {
+                supersedes: vec![],
+                packs: std::mem::take(&mut self.durable),
+            };
+            self.repo.write_index_file(&file).await?;
+        }
+        Ok(())
+    }
+
+    /// Durable packs written by this packer since the last index file (for prune, which
+    /// writes its own complete index).
+    pub fn take_durable(&mut self) -> Vec<IndexPack> {
+        std::mem::take(&mut self.durable)
+    }
+
+    /// Uploads partial packs and waits for uploads without writing an index file.
+    ///
+    /// # Errors
+    /// When an upload fails.
+    pub async fn finish_packs(&mut self) -> Result<Vec<IndexPack>> {
+        for builder in [
+            std::mem::take(&mut self.data),
+            std::mem::take(&mut self.tree),
+        ] {
+            if !builder.is_empty() {
+                self.upload(builder).await?;
+            }
+        }
+        while !self.uploads.is_empty() {
+            self.join_one().await?;
+        }
+        Ok(self.take_durable())
+    }
+}

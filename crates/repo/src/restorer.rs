@@ -1,0 +1,331 @@
+//! Restore: a snapshot's trees and blobs → files on disk, or a stream's bytes → a writer.
+//!
+//! Never writes outside the target: every name is checked ([`Node::name_is_safe`]), nothing
+//! is written through a symlink (an existing symlink where a file or folder goes is replaced,
+//! files are opened with `O_NOFOLLOW`). A file whose data is damaged or missing is reported by
+//! its path and removed; every other file is still restored, and the restore then fails with
+//! [`RepoError::PartialRestore`]. Folder permissions and times are set last, deepest first.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::repository::Repository;
+use crate::snapshot::{Snapshot, SnapshotKind};
+use crate::tree::{Node, NodeKind, Tree};
+
+/// Options of a restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Only these paths (relative to the snapshot root, e.g. `media/a.jpg`), with everything
+    /// below them. Empty: everything.
+    pub include: Vec<String>,
+    /// Live count of bytes written.
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    /// Files written.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Files that failed, with the reason (path first).
+    pub failures: Vec<String>,
+}
+
+fn want(include: &[Vec<u8>], path: &[u8]) -> bool {
+    include.is_empty()
+        || include.iter().any(|inc| {
+            // path is inside inc, or inc is inside path (so we descend towards it)
+            let inside = path.starts_with(inc)
+                && (path.len() == inc.len() || path.get(inc.len()) == Some(&b'/'));
+            let towards = inc.starts_with(path) && inc.get(path.len()) == Some(&b'/');
+            inside || towards
+        })
+}
+
+fn os_path(base: &Path, name: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    base.join(std::ffi::OsStr::from_bytes(name))
+}
+
+/// Restores a snapshot (or some of its paths) into `target`.
+///
+/// # Errors
+/// [`RepoError::PartialRestore`] when some files failed (the rest are restored), or an
+/// error when the target cannot be created or a tree cannot be read.
+pub async fn restore_to_dir(
+    repo: &Repository,
+    snap: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreStats> {
+    std::fs::create_dir_all(target).map_err(RepoError::io("creating", target))?;
+    let include: Vec<Vec<u8>> = opts
+        .include
+        .iter()
+        .map(|s| s.trim_matches('/').as_bytes().to_vec())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut stats = RestoreStats::default();
+    let mut dir_meta: Vec<(PathBuf, Node)> = Vec::new();
+    // Explicit stack of (tree id, folder on disk, path inside the snapshot).
+    let mut stack: Vec<(Id, PathBuf, Vec<u8>)> =
+        vec![(snap.tree, target.to_path_buf(), Vec::new())];
+    let mut total = 0usize;
+    while let Some((tree_id, dir, rel)) = stack.pop() {
+        let tree = match repo.load_tree(&tree_id).await {
+            Ok(t) => t,
+            Err(e) => {
+                let shown = if rel.is_empty() {
+                    "/".to_owned()
+                } else {
+                    String::from_utf8_lossy(&rel).into_owned()
+                };
+                stats.failures.push(format!(
+                    "{shown}: folder cannot be read, nothing below it restored: {e}"
+                ));
+                total += 1;
+                continue;
+            }
+        };
+        for node in tree.nodes {
+            if !node.name_is_safe() {
+                stats
+                    .failures
+                    .push(format!("{:?}: unsafe name refused", node.display_name()));
+                continue;
+            }
+            let node_rel = if rel.is_empty() {
+                node.name.clone()
+            } else {
+                [rel.as_slice(), b"/", &node.name].concat()
+            };
+            if !want(&include, &node_rel) {
+                continue;
+            }
+            let path = os_path(&dir, &node.name);
+            let shown = String::from_utf8_lossy(&node_rel).into_owned();
+            match node.kind {
+                NodeKind::Dir => {
+                    if let Err(e) = make_dir(&path) {
+                        stats.failures.push(format!("{shown}: {e}"));
+                        continue;
+                    }
+                    stats.dirs += 1;
+                    if let Some(sub) = node.subtree {
+                        stack.push((sub, path.clone(), node_rel));
+                    }
+                    dir_meta.push((path, node));
+                }
+                NodeKind::File => {
+                    total += 1;
+                    match restore_file(repo, &node, &path, opts).await {
+                        Ok(n) => {
+                            stats.files += 1;
+                            stats.bytes += n;
+                            set_meta(&path, &node, false);
+                        }
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&path);
+                            stats.failures.push(format!("{shown}: {e}"));
+                        }
+                    }
+                }
+                NodeKind::Symlink => {
+                    total += 1;
+                    match make_symlink(&path, &node) {
+                        Ok(()) => {
+                            stats.symlinks += 1;
+                            set_meta(&path, &node, true);
+                        }
+                        Err(e) => stats.failures.push(format!("{shown}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    // Deepest folders last in the list: apply their metadata first.
+    for (path, node) in dir_meta.iter().rev() {
+        set_meta(path, node, false);
+    }
+    if let Some(first) = stats.failures.first() {
+        return Err(RepoError::PartialRestore {
+            failed: stats.failures.len(),
+            total,
+            first: first.clone(),
+        });
+    }
+    Ok(stats)
+}
+
+fn remove_if_not(path: &Path, keep: impl Fn(&std::fs::Metadata) -> bool) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if keep(&md) => Ok(()),
+        Ok(md) if md.is_dir() => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a folder is in the way; move it aside and restore again",
+        )),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn make_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => {
+            std::fs::remove_file(path)?;
+            std::fs::create_dir(path)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn make_symlink(path: &Path, node: &Node) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    remove_if_not(path, |_| false)?;
+    let target = node.target.clone().unwrap_or_default();
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), path)
+}
+
+fn set_meta(path: &Path, node: &Node, symlink: bool) {
+    let mtime = filetime::FileTime::from_unix_time(
+        node.mtime_ns.div_euclid(1_000_000_000),
+        u32::try_from(node.mtime_ns.rem_euclid(1_000_000_000)).unwrap_or(0),
+    );
+    if is_root() {
+        let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
+    }
+    if symlink {
+        let _ = filetime::set_symlink_file_times(path, mtime, mtime);
+    } else {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode));
+        let _ = filetime::set_file_times(path, mtime, mtime);
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Number of blobs fetched ahead while restoring a file.
+const PREFETCH: usize = 8;
+
+async fn restore_file(
+    repo: &Repository,
+    node: &Node,
+    path: &Path,
+    opts: &RestoreOptions,
+) -> Result<u64> {
+    remove_if_not(path, std::fs::Metadata::is_file).map_err(RepoError::io("replacing", path))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+        .map_err(RepoError::io("creating", path))?;
+    let n = write_content(repo, &node.content, &mut f, opts.progress.as_deref()).await?;
+    f.sync_all().map_err(RepoError::io("syncing", path))?;
+    Ok(n)
+}
+
+async fn write_content(
+    repo: &Repository,
+    content: &[Id],
+    out: &mut dyn Write,
+    progress: Option<&AtomicU64>,
+) -> Result<u64> {
+    let mut blobs = futures::stream::iter(content.iter().copied())
+        .map(|id| async move { repo.read_blob(&id).await })
+        .buffered(PREFETCH);
+    let mut n = 0u64;
+    while let Some(b) = blobs.next().await {
+        let b = b?;
+        out.write_all(&b).map_err(|e| RepoError::Io {
+            context: "writing",
+            path: PathBuf::from("output"),
+            source: e,
+        })?;
+        n += b.len() as u64;
+        if let Some(p) = progress {
+            p.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(n)
+}
+
+/// The single file of a stream snapshot.
+///
+/// # Errors
+/// When the snapshot is not a stream or its tree cannot be read.
+pub async fn stream_node(repo: &Repository, snap: &Snapshot) -> Result<Node> {
+    if snap.kind != SnapshotKind::Stream {
+        return Err(RepoError::Invalid(format!(
+            "this snapshot is a folder backup of {}; restore it with --target DIR or export it as a tar",
+            snap.source
+        )));
+    }
+    let tree: Tree = repo.load_tree(&snap.tree).await?;
+    let mut files = tree.nodes.into_iter().filter(|n| n.kind == NodeKind::File);
+    match (files.next(), files.next()) {
+        (Some(n), None) => Ok(n),
+        _ => Err(RepoError::Corrupt {
+            what: "stream snapshot".into(),
+            detail: "it does not hold exactly one file".into(),
+        }),
+    }
+}
+
+/// Writes the bytes of a stream snapshot to `out`; returns how many.
+///
+/// # Errors
+/// When the snapshot is not a stream, or a blob is missing or damaged (the error names it).
+pub async fn restore_stream(
+    repo: &Repository,
+    snap: &Snapshot,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let node = stream_node(repo, snap).await?;
+    let n = write_content(repo, &node.content, out, None).await?;
+    out.flush().map_err(|e| RepoError::Io {
+        context: "writing",
+        path: PathBuf::from("output"),
+        source: e,
+    })?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::want;
+
+    #[test]
+    fn include_matching() {
+        let inc = vec![b"a/b".to_vec()];
+        assert!(want(&inc, b"a"));
+        assert!(want(&inc, b"a/b"));
+        assert!(want(&inc, b"a/b/c"));
+        assert!(!want(&inc, b"a/bc"));
+        assert!(!want(&inc, b"x"));
+        assert!(want(&[], b"anything"));
+    }
+}

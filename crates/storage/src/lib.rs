@@ -1,0 +1,236 @@
+//! Object storage for a Strongroom repository, behind one narrow async trait.
+//!
+//! The repository engine sees storage only through [`Storage`]: list, read, read a range,
+//! write (create once) and delete objects named by a kind and a name. Implementations:
+//! a local directory ([`local::LocalStorage`]), memory ([`memory::MemoryStorage`]), and for
+//! tests a fault-injecting wrapper ([`faulty::FaultyStorage`]) and a crash-simulating store
+//! ([`crash::CrashStorage`]).
+//!
+//! This crate must not know anything about packs, blobs, encryption or snapshots: it moves
+//! opaque bytes under names.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub mod crash;
+pub mod faulty;
+pub mod local;
+pub mod memory;
+
+/// The kinds of object a repository stores; each lives in its own namespace (folder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// The repository configuration (a single object named `config`).
+    Config,
+    /// Key files: the master key wrapped by a password-derived key.
+    Key,
+    /// Pack files holding encrypted blobs.
+    Pack,
+    /// Index files mapping blobs to packs.
+    Index,
+    /// Snapshot files.
+    Snapshot,
+    /// Lock files.
+    Lock,
+}
+
+impl Kind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Config,
+        Kind::Key,
+        Kind::Pack,
+        Kind::Index,
+        Kind::Snapshot,
+        Kind::Lock,
+    ];
+
+    /// The folder name used by path-based backends.
+    #[must_use]
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Config => "",
+            Kind::Key => "keys",
+            Kind::Pack => "data",
+            Kind::Index => "index",
+            Kind::Snapshot => "snapshots",
+            Kind::Lock => "locks",
+        }
+    }
+}
+
+/// One object found by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object's name within its kind.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Errors from a storage backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("{kind:?} object {name} not found")]
+    NotFound {
+        /// Kind of the missing object.
+        kind: Kind,
+        /// Name of the missing object.
+        name: String,
+    },
+    /// A write was refused because an object of that name already exists (objects are
+    /// write-once).
+    #[error("{kind:?} object {name} already exists")]
+    AlreadyExists {
+        /// Kind of the object.
+        kind: Kind,
+        /// Name of the object.
+        name: String,
+    },
+    /// The object name is not acceptable (empty, contains a separator, ...).
+    #[error("invalid object name {0:?}")]
+    InvalidName(String),
+    /// A range read went past the end of the object.
+    #[error("range {offset}+{length} is past the end of {kind:?} object {name} ({size} bytes)")]
+    OutOfRange {
+        /// Kind of the object.
+        kind: Kind,
+        /// Name of the object.
+        name: String,
+        /// Requested offset.
+        offset: u64,
+        /// Requested length.
+        length: u64,
+        /// Actual size.
+        size: u64,
+    },
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, e.g. "writing data/ab/abcd…".
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An injected or simulated failure (test backends only).
+    #[error("injected fault: {0}")]
+    Injected(String),
+    /// The simulated process has crashed; nothing more is accepted (test backends only).
+    #[error("simulated crash")]
+    Crashed,
+}
+
+impl StorageError {
+    /// True when the object was not found.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+
+    /// True when the storage device is out of space.
+    #[must_use]
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => {
+                source.raw_os_error() == Some(28) // ENOSPC
+                    || source.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Result alias for storage operations.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// The narrow object-store interface the repository engine uses.
+///
+/// Semantics every implementation keeps (checked by the conformance suite in
+/// `tests/conformance.rs`):
+/// - `write` is atomic and durable when it returns: a reader sees either no object or the
+///   whole object, never a part, and after a crash an acknowledged write is still there.
+///   Writing a name that exists fails with [`StorageError::AlreadyExists`] (objects are
+///   write-once; nothing is ever modified in place).
+/// - `list` returns every object of a kind, sorted by name, with its size; an error means
+///   the listing is unusable (callers that delete must then delete nothing).
+/// - `delete` of a missing object is [`StorageError::NotFound`].
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// A short human description, e.g. `local:/srv/backups`.
+    fn location(&self) -> String;
+
+    /// Lists all objects of a kind, sorted by name.
+    async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>>;
+
+    /// Reads a whole object.
+    async fn read(&self, kind: Kind, name: &str) -> Result<Bytes>;
+
+    /// Reads `length` bytes at `offset`; fails with [`StorageError::OutOfRange`] when the
+    /// object is shorter.
+    async fn read_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Bytes>;
+
+    /// Writes a whole object atomically and durably.
+    async fn write(&self, kind: Kind, name: &str, data: Bytes) -> Result<()>;
+
+    /// Deletes an object.
+    async fn delete(&self, kind: Kind, name: &str) -> Result<()>;
+
+    /// Prepares an empty repository location (creates folders); fails when the location
+    /// already holds a repository config.
+    async fn create(&self) -> Result<()>;
+}
+
+/// Checks that an object name is safe for every backend: non-empty, at most 128 bytes of
+/// `[0-9a-zA-Z._-]`, not starting with a dot.
+///
+/// # Errors
+/// [`StorageError::InvalidName`] when it is not.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidName(name.to_owned()))
+    }
+}
+
+/// A shared store is a store: lets wrappers such as [`faulty::FaultyStorage`] take an
+/// `Arc<dyn Storage>`.
+#[async_trait]
+impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
+        (**self).list(kind).await
+    }
+
+    async fn read(&self, kind: Kind, name: &str) -> Result<Bytes> {
+        (**self).read(kind, name).await
+    }
+
+    async fn read_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Bytes> {
+        (**self).read_range(kind, name, offset, length).await
+    }
+
+    async fn write(&self, kind: Kind, name: &str, data: Bytes) -> Result<()> {
+        (**self).write(kind, name, data).await
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) -> Result<()> {
+        (**self).delete(kind, name).await
+    }
+
+    async fn create(&self) -> Result<()> {
+        (**self).create().await
+    }
+}

@@ -1,0 +1,544 @@
+//! Object storage in a local directory (or anything mounted as one).
+//!
+//! Layout under the root: `config` at the root; `keys/<name>`, `index/<name>`,
+//! `snapshots/<name>`, `locks/<name>`; packs in `data/<first two characters>/<name>` (the
+//! two-character folder is created on the first write into it). Objects of kind
+//! [`Kind::Config`] live directly in the root.
+//!
+//! Writes are atomic, durable and write-once: the bytes go to a temporary file named
+//! `.tmp-<random hex>` in the target's folder, which is fsynced, then committed by
+//! **hard-linking** it to the target name and unlinking the temporary name, then the folder
+//! is fsynced. `link(2)` fails with `EEXIST` when the target exists, so two writers racing
+//! for one name cannot overwrite each other: the loser gets
+//! [`StorageError::AlreadyExists`]. (`renameat2(RENAME_NOREPLACE)` would do the same, but
+//! needs `unsafe` FFI, which the workspace denies.) On file systems that do not support hard
+//! links (`EPERM`/`EOPNOTSUPP`, e.g. some FUSE or SMB mounts) the commit falls back to
+//! check-then-rename, which has a small race window between the check and the rename; the
+//! engine's names are content hashes or random, and exclusive work happens under a lock, so
+//! the window is acceptable there. The temporary file is removed on every error.
+//!
+//! Listing skips temporary files (every name starting with a dot) and anything that is not
+//! a regular file, and sorts by name. Out-of-space errors come through as
+//! [`StorageError::Io`] with the original OS error, so
+//! [`StorageError::is_out_of_space`] works.
+//!
+//! This module must not modify an object in place, must not delete anything but the object
+//! asked for (and its own temporary files), and must not follow names outside the root
+//! (every name is checked with [`check_name`] before it becomes a path).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Kind, ObjectInfo, Result, Storage, StorageError, check_name};
+
+/// Prefix of temporary files; never a valid object name (names cannot start with a dot).
+const TMP_PREFIX: &str = ".tmp-";
+
+/// The name of the repository configuration object.
+const CONFIG_NAME: &str = "config";
+
+/// Object storage in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+    fsync: bool,
+}
+
+impl LocalStorage {
+    /// A store rooted at `root`, with fsync on (writes are durable when they return).
+    #[must_use]
+    pub fn new(root: PathBuf) -> Self {
+        Self { root, fsync: true }
+    }
+
+    /// A store rooted at `root` with fsync switched on or off explicitly. Without fsync a
+    /// write is still atomic but may be lost (whole) on power failure; only for tests and
+    /// throw-away repositories.
+    #[must_use]
+    pub fn with_fsync(root: PathBuf, fsync: bool) -> Self {
+        Self { root, fsync }
+    }
+
+    /// The root folder.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether writes and deletes are fsynced.
+    #[must_use]
+    pub fn fsync_enabled(&self) -> bool {
+        self.fsync
+    }
+
+    /// The path an object lives at.
+    ///
+    /// # Errors
+    /// [`StorageError::InvalidName`] when the name fails [`check_name`].
+    pub fn object_path(&self, kind: Kind, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(object_path(&self.root, kind, name))
+    }
+
+    async fn blocking<T, F>(&self, what: String, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ctx) -> Result<T> + Send + 'static,
+    {
+        let ctx = Ctx {
+            root: self.root.clone(),
+            fsync: self.fsync,
+        };
+        match tokio::task::spawn_blocking(move || f(&ctx)).await {
+            Ok(result) => result,
+            Err(join) => Err(StorageError::Io {
+                context: what,
+                source: io::Error::other(format!("blocking task failed: {join}")),
+            }),
+        }
+    }
+}
+
+/// What a blocking operation needs from the store.
+struct Ctx {
+    root: PathBuf,
+    fsync: bool,
+}
+
+fn object_path(root: &Path, kind: Kind, name: &str) -> PathBuf {
+    match kind {
+        Kind::Config => root.join(name),
+        Kind::Pack => root.join(kind.dir()).join(pack_prefix(name)).join(name),
+        _ => root.join(kind.dir()).join(name),
+    }
+}
+
+/// The pack subfolder: the first two characters of the name (the whole name if shorter).
+/// Names are ASCII (checked), so slicing by bytes is safe.
+fn pack_prefix(name: &str) -> &str {
+    name.get(..2).unwrap_or(name)
+}
+
+fn io_err(context: impl Into<String>, source: io::Error) -> StorageError {
+    StorageError::Io {
+        context: context.into(),
+        source,
+    }
+}
+
+fn not_found_or(kind: Kind, name: &str, context: String, e: io::Error) -> StorageError {
+    if e.kind() == io::ErrorKind::NotFound {
+        StorageError::NotFound {
+            kind,
+            name: name.to_owned(),
+        }
+    } else {
+        io_err(context, e)
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(format!("syncing folder {}", dir.display()), e))
+}
+
+fn random_hex() -> io::Result<String> {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+/// Writes all of `data` to `file` and, if asked, fsyncs it.
+fn write_and_sync(file: &mut File, data: &[u8], fsync: bool) -> io::Result<()> {
+    file.write_all(data)?;
+    file.flush()?;
+    if fsync {
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Creates `dir/.tmp-<hex>` (exclusively) and fills it; removes it again on error.
+fn write_temp(dir: &Path, data: &[u8], fsync: bool) -> Result<PathBuf> {
+    let mut attempts = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(
+            "{TMP_PREFIX}{}",
+            random_hex().map_err(|e| io_err("choosing a temporary name", e))?
+        ));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+            Err(e) => {
+                return Err(io_err(
+                    format!("creating temporary file {}", tmp.display()),
+                    e,
+                ));
+            }
+        }
+    };
+    if let Err(e) = write_and_sync(&mut file, data, fsync) {
+        drop(file);
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(
+            format!("writing temporary file {}", tmp.display()),
+            e,
+        ));
+    }
+    Ok(tmp)
+}
+
+/// Moves `tmp` to `target` without overwriting. With `hard_link`, by `link(tmp, target)`
+/// then `unlink(tmp)` (atomic, never overwrites), falling back to the next way when the file
+/// system has no hard links; otherwise (or on fallback) by checking that the target is absent,
+/// then `rename`. On error `tmp` may still exist (the caller removes it).
+fn commit(tmp: &Path, target: &Path, hard_link: bool, kind: Kind, name: &str) -> Result<()> {
+    let exists = || StorageError::AlreadyExists {
+        kind,
+        name: name.to_owned(),
+    };
+    let context = || format!("committing {}", target.display());
+    if hard_link {
+        match fs::hard_link(tmp, target) {
+            Ok(()) => {
+                // Best effort: a leftover temp file is invisible and harmless; the object is
+                // already in place.
+                let _ = fs::remove_file(tmp);
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
+            Err(e)
+                if e.kind() == io::ErrorKind::Unsupported
+                    || e.kind() == io::ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(95) =>
+            {
+                // No hard links here (EPERM / EOPNOTSUPP): fall through to the rename.
+                // A genuine permission problem makes the rename fail as well.
+            }
+            Err(e) => return Err(io_err(context(), e)),
+        }
+    }
+    match fs::symlink_metadata(target) {
+        Ok(_) => return Err(exists()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(context(), e)),
+    }
+    fs::rename(tmp, target).map_err(|e| io_err(context(), e))
+}
+
+/// The whole write: folder, temp file, commit, folder sync.
+fn write_object(ctx: &Ctx, kind: Kind, name: &str, data: &[u8], hard_link: bool) -> Result<()> {
+    let target = object_path(&ctx.root, kind, name);
+    let dir = target
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ctx.root.clone());
+    if kind == Kind::Pack {
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                if ctx.fsync {
+                    let data_dir = ctx.root.join(Kind::Pack.dir());
+                    fsync_dir(&data_dir)?;
+                }
+            }
+            // Already there (or a non-folder in the way: then creating the temp file fails
+            // with a clear error naming the path).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(format!("creating folder {}", dir.display()), e)),
+        }
+    }
+    // Fast, friendly failure for the common case; the commit re-checks atomically.
+    if fs::symlink_metadata(&target).is_ok() {
+        return Err(StorageError::AlreadyExists {
+            kind,
+            name: name.to_owned(),
+        });
+    }
+    let tmp = write_temp(&dir, data, ctx.fsync)?;
+    if let Err(e) = commit(&tmp, &target, hard_link, kind, name) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if ctx.fsync {
+        fsync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+fn list_dir(dir: &Path, out: &mut Vec<ObjectInfo>, prefix: Option<&str>) -> Result<()> {
+    let context = || format!("listing {}", dir.display());
+    for entry in fs::read_dir(dir).map_err(|e| io_err(context(), e))? {
+        let entry = entry.map_err(|e| io_err(context(), e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        // Temp files, hidden files and anything else that is not a valid object name.
+        if check_name(&name).is_err() {
+            continue;
+        }
+        if prefix.is_some_and(|prefix| pack_prefix(&name) != prefix) {
+            continue; // would not be found by `read` under this name
+        }
+        let path = entry.path();
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            // Deleted between read_dir and stat: it is simply gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(format!("reading metadata of {}", path.display()), e)),
+        };
+        if meta.is_file() {
+            out.push(ObjectInfo {
+                name,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn list_kind(ctx: &Ctx, kind: Kind) -> Result<Vec<ObjectInfo>> {
+    let dir = ctx.root.join(kind.dir());
+    let mut out = Vec::new();
+    if kind == Kind::Pack {
+        let context = || format!("listing {}", dir.display());
+        for entry in fs::read_dir(&dir).map_err(|e| io_err(context(), e))? {
+            let entry = entry.map_err(|e| io_err(context(), e))?;
+            let Ok(sub) = entry.file_name().into_string() else {
+                continue;
+            };
+            if sub.starts_with('.') || check_name(&sub).is_err() {
+                continue;
+            }
+            let file_type = entry.file_type().map_err(|e| io_err(context(), e))?;
+            if file_type.is_dir() {
+                list_dir(&entry.path(), &mut out, Some(&sub))?;
+            }
+        }
+    } else {
+        list_dir(&dir, &mut out, None)?;
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn read_range_blocking(
+    path: &Path,
+    kind: Kind,
+    name: &str,
+    offset: u64,
+    length: u64,
+) -> Result<Bytes> {
+    let context = || format!("reading {}", path.display());
+    let mut file = File::open(path).map_err(|e| not_found_or(kind, name, context(), e))?;
+    let size = file.metadata().map_err(|e| io_err(context(), e))?.len();
+    let out_of_range = |size| StorageError::OutOfRange {
+        kind,
+        name: name.to_owned(),
+        offset,
+        length,
+        size,
+    };
+    let end = offset
+        .checked_add(length)
+        .ok_or_else(|| out_of_range(size))?;
+    if end > size {
+        return Err(out_of_range(size));
+    }
+    let len = usize::try_from(length).map_err(|_| out_of_range(size))?;
+    let mut buf = vec![0u8; len];
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| io_err(context(), e))?;
+    match file.read_exact(&mut buf) {
+        Ok(()) => Ok(Bytes::from(buf)),
+        // Shorter than its metadata said (it should never change, but do not trust it).
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(out_of_range(size)),
+        Err(e) => Err(io_err(context(), e)),
+    }
+}
+
+fn create_blocking(ctx: &Ctx) -> Result<()> {
+    let config = ctx.root.join(CONFIG_NAME);
+    match fs::symlink_metadata(&config) {
+        Ok(_) => {
+            return Err(StorageError::AlreadyExists {
+                kind: Kind::Config,
+                name: CONFIG_NAME.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(format!("checking {}", config.display()), e)),
+    }
+    let root_existed = ctx.root.is_dir();
+    fs::create_dir_all(&ctx.root)
+        .map_err(|e| io_err(format!("creating folder {}", ctx.root.display()), e))?;
+    for kind in Kind::ALL {
+        if kind == Kind::Config {
+            continue;
+        }
+        let dir = ctx.root.join(kind.dir());
+        fs::create_dir_all(&dir)
+            .map_err(|e| io_err(format!("creating folder {}", dir.display()), e))?;
+    }
+    if ctx.fsync {
+        fsync_dir(&ctx.root)?;
+        // A new root's own entry must be durable too.
+        match ctx.root.parent() {
+            Some(parent) if !root_existed => {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                fsync_dir(parent)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Storage for LocalStorage {
+    fn location(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
+        self.blocking(format!("listing {kind:?}"), move |ctx| list_kind(ctx, kind))
+            .await
+    }
+
+    async fn read(&self, kind: Kind, name: &str) -> Result<Bytes> {
+        let path = self.object_path(kind, name)?;
+        let name = name.to_owned();
+        self.blocking(format!("reading {}", path.display()), move |_| {
+            fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| not_found_or(kind, &name, format!("reading {}", path.display()), e))
+        })
+        .await
+    }
+
+    async fn read_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Bytes> {
+        let path = self.object_path(kind, name)?;
+        let name = name.to_owned();
+        self.blocking(format!("reading {}", path.display()), move |_| {
+            read_range_blocking(&path, kind, &name, offset, length)
+        })
+        .await
+    }
+
+    async fn write(&self, kind: Kind, name: &str, data: Bytes) -> Result<()> {
+        let path = self.object_path(kind, name)?;
+        let name = name.to_owned();
+        self.blocking(format!("writing {}", path.display()), move |ctx| {
+            write_object(ctx, kind, &name, &data, true)
+        })
+        .await
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) -> Result<()> {
+        let path = self.object_path(kind, name)?;
+        let name = name.to_owned();
+        self.blocking(format!("deleting {}", path.display()), move |ctx| {
+            fs::remove_file(&path).map_err(|e| {
+                not_found_or(kind, &name, format!("deleting {}", path.display()), e)
+            })?;
+            match path.parent() {
+                Some(dir) if ctx.fsync => fsync_dir(dir)?,
+                _ => {}
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create(&self) -> Result<()> {
+        self.blocking(format!("creating {}", self.root.display()), create_blocking)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_prefix_is_two_chars_or_whole_name() {
+        assert_eq!(pack_prefix("abcdef"), "ab");
+        assert_eq!(pack_prefix("ab"), "ab");
+        assert_eq!(pack_prefix("a"), "a");
+    }
+
+    #[test]
+    fn paths_follow_the_layout() {
+        let s = LocalStorage::new(PathBuf::from("/r"));
+        let p = |k, n| s.object_path(k, n).unwrap();
+        assert_eq!(p(Kind::Config, "config"), PathBuf::from("/r/config"));
+        assert_eq!(p(Kind::Key, "k1"), PathBuf::from("/r/keys/k1"));
+        assert_eq!(p(Kind::Pack, "abcd"), PathBuf::from("/r/data/ab/abcd"));
+        assert_eq!(p(Kind::Index, "i"), PathBuf::from("/r/index/i"));
+        assert_eq!(p(Kind::Snapshot, "s"), PathBuf::from("/r/snapshots/s"));
+        assert_eq!(p(Kind::Lock, "l"), PathBuf::from("/r/locks/l"));
+        assert!(matches!(
+            s.object_path(Kind::Key, "../x"),
+            Err(StorageError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn enospc_keeps_its_os_error() {
+        // /dev/full fails every write with ENOSPC: the error must still be recognisable after
+        // going through the write path and being wrapped.
+        let Ok(mut full) = OpenOptions::new().write(true).open("/dev/full") else {
+            return; // not on this platform
+        };
+        let err = write_and_sync(&mut full, &[0u8; 4096], false).unwrap_err();
+        let err = io_err("writing /dev/full", err);
+        assert!(err.is_out_of_space(), "{err}");
+        assert!(err.to_string().starts_with("writing /dev/full: "), "{err}");
+    }
+
+    #[test]
+    fn check_then_rename_fallback_is_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Ctx {
+            root: dir.path().to_path_buf(),
+            fsync: true,
+        };
+        fs::create_dir(dir.path().join("keys")).unwrap();
+        write_object(&ctx, Kind::Key, "k", b"first", false).unwrap();
+        let err = write_object(&ctx, Kind::Key, "k", b"second", false);
+        assert!(
+            matches!(err, Err(StorageError::AlreadyExists { .. })),
+            "{err:?}"
+        );
+        assert_eq!(fs::read(dir.path().join("keys/k")).unwrap(), b"first");
+        // The losing temp file was removed.
+        let names: Vec<_> = fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["k".to_owned()]);
+    }
+
+    #[test]
+    fn commit_race_loser_gets_already_exists() {
+        // Skip the early existence check: the hard link itself must refuse to overwrite.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("obj");
+        fs::write(&target, b"winner").unwrap();
+        let tmp = write_temp(dir.path(), b"loser", false).unwrap();
+        let err = commit(&tmp, &target, true, Kind::Index, "obj");
+        assert!(
+            matches!(err, Err(StorageError::AlreadyExists { .. })),
+            "{err:?}"
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"winner");
+    }
+}

@@ -1,0 +1,213 @@
+//! Command-line definitions (clap). Only argument shapes live here; the work is in
+//! `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Strongroom: backups of a web application's databases and media, deduplicated,
+/// compressed, encrypted and proven restorable.
+#[derive(Debug, Parser)]
+#[command(name = "strongroom", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Repository location: a local folder (s3:// is not supported yet).
+    #[arg(long, global = true, env = "STRONGROOM_REPO", value_name = "PATH")]
+    pub repo: Option<String>,
+    /// Read the repository password from this file (else STRONGROOM_PASSWORD, else a prompt).
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors (no progress).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up folders, or a stream from stdin.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// Restore a snapshot to a folder, or a stream snapshot to stdout.
+    Restore(RestoreArgs),
+    /// Check the repository; with --read-data, every byte.
+    Verify(VerifyArgs),
+    /// Remove snapshots by retention policy or by id.
+    Forget(ForgetArgs),
+    /// Remove data no snapshot needs.
+    Prune(PruneArgs),
+    /// Write a snapshot as plain files: a stream's bytes, or a tar of a folder snapshot.
+    Export(ExportArgs),
+    /// Show repository sizes and the deduplication ratio.
+    Stats,
+    /// Manage passwords (key files).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Remove stale locks (left by processes that no longer run).
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Argon2id memory for the key, in MiB (at least 19).
+    #[arg(long, default_value_t = 64)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id passes (at least 2).
+    #[arg(long, default_value_t = 3)]
+    pub kdf_passes: u32,
+    /// Target pack size in bytes (advanced).
+    #[arg(long, hide = true)]
+    pub pack_size: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A folder or file to back up (repeatable).
+    #[arg(long = "path", value_name = "DIR")]
+    pub paths: Vec<PathBuf>,
+    /// Back up standard input as a stream named NAME.
+    #[arg(long, value_name = "NAME", conflicts_with = "paths")]
+    pub stdin: Option<String>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Compare against this snapshot instead of the latest of the same paths.
+    #[arg(long, value_name = "ID")]
+    pub parent: Option<String>,
+    /// Read every file even when it looks unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Host name to record.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id (a unique prefix) or "latest".
+    pub id: String,
+    /// Folder to restore into (created if missing).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "stdout",
+        conflicts_with = "stdout"
+    )]
+    pub target: Option<PathBuf>,
+    /// Write a stream snapshot to standard output.
+    #[arg(long)]
+    pub stdout: bool,
+    /// Restore only this path inside the snapshot (repeatable).
+    #[arg(long = "include", value_name = "PATH")]
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Read and check every byte of every pack.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read a rotating part of the data: "10%" (each run the next tenth) or "2/5".
+    #[arg(long, value_name = "N%|N/M")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to remove by id (instead of, or besides, a policy).
+    pub ids: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_hourly: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep everything within this duration of the newest snapshot (e.g. 30d, 2w, 1y).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would be removed; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Show the plan; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Snapshot id (a unique prefix) or "latest".
+    pub id: String,
+    /// Write to this file (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List key files.
+    List,
+    /// Add a password (from STRONGROOM_NEW_PASSWORD, --new-password-file or a prompt).
+    Add(NewPasswordArgs),
+    /// Remove a key file by id prefix.
+    Remove {
+        /// Key id (prefix).
+        id: String,
+    },
+    /// Change the password of the key in use.
+    Passwd(NewPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewPasswordArgs {
+    /// File holding the new password.
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, even of running processes (dangerous).
+    #[arg(long)]
+    pub remove_all: bool,
+}

@@ -1,0 +1,95 @@
+//! `key list|add|remove|passwd` and `unlock`.
+
+use anyhow::{Context, Result, bail};
+use strongroom_repo::crypto::{KdfParams, KeyFile};
+use strongroom_repo::lock;
+use strongroom_storage::Kind;
+
+use crate::cli::{Global, KeyCommand, UnlockArgs};
+
+pub async fn key(g: &Global, k: KeyCommand) -> Result<i32> {
+    let repo = super::open(g).await?;
+    match k {
+        KeyCommand::List => {
+            let keys = repo.storage().list(Kind::Key).await?;
+            let mut rows = Vec::new();
+            for f in keys {
+                let bytes = repo.storage().read(Kind::Key, &f.name).await?;
+                let current = f.name == repo.key_id().to_hex();
+                match KeyFile::parse(&bytes) {
+                    Ok(kf) => rows.push(serde_json::json!({
+                        "id": f.name, "current": current, "created": kf.header.created,
+                        "host": kf.header.host, "user": kf.header.user,
+                    })),
+                    Err(e) => rows.push(serde_json::json!({ "id": f.name, "current": current, "error": e.to_string() })),
+                }
+            }
+            if g.json {
+                super::print_json(&rows)?;
+            } else {
+                for r in rows {
+                    println!(
+                        "{} {:<8} {} {}@{}",
+                        if r["current"].as_bool().unwrap_or(false) {
+                            "*"
+                        } else {
+                            " "
+                        },
+                        r["id"].as_str().unwrap_or("").get(..8).unwrap_or(""),
+                        r["created"]
+                            .as_str()
+                            .unwrap_or(r["error"].as_str().unwrap_or("")),
+                        r["user"].as_str().unwrap_or(""),
+                        r["host"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        KeyCommand::Add(a) => {
+            let pw = crate::password::new_password(a.new_password_file.as_deref())?;
+            let id = repo.add_key(&pw, KdfParams::DEFAULT).await?;
+            println!("added key {}", id.short());
+        }
+        KeyCommand::Remove { id } => {
+            let keys = repo.storage().list(Kind::Key).await?;
+            let matches: Vec<_> = keys
+                .iter()
+                .filter(|k| k.name.starts_with(&id.to_ascii_lowercase()))
+                .collect();
+            let [one] = matches.as_slice() else {
+                bail!(
+                    "{id:?} matches {} keys; give a unique prefix (see `strongroom key list`)",
+                    matches.len()
+                );
+            };
+            let kid = strongroom_repo::Id::from_hex(&one.name)?;
+            if kid == repo.key_id() {
+                bail!(
+                    "refusing to remove the key in use; open the repository with another password first"
+                );
+            }
+            repo.remove_key(&kid).await?;
+            println!("removed key {}", kid.short());
+        }
+        KeyCommand::Passwd(a) => {
+            let pw = crate::password::new_password(a.new_password_file.as_deref())?;
+            let mut r = std::sync::Arc::try_unwrap(repo)
+                .map_err(|_| anyhow::anyhow!("repository in use"))?;
+            let id = r
+                .change_password(&pw, KdfParams::DEFAULT)
+                .await
+                .context("changing the password")?;
+            println!("password changed (new key {})", id.short());
+        }
+    }
+    Ok(0)
+}
+
+pub async fn unlock(g: &Global, a: UnlockArgs) -> Result<i32> {
+    let repo = super::open(g).await?;
+    let n = lock::unlock(&repo, a.remove_all).await?;
+    if !g.quiet {
+        println!("removed {n} lock(s)");
+    }
+    Ok(0)
+}

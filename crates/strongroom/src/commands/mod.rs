@@ -1,0 +1,70 @@
+//! One module per command; `run` dispatches. Shared here: opening the repository.
+
+mod backup;
+mod forget;
+mod key;
+mod restore;
+mod snapshots;
+mod verify;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use strongroom_repo::Repository;
+use strongroom_storage::Storage;
+use strongroom_storage::local::LocalStorage;
+
+use crate::cli::{Cli, Command, Global};
+
+/// Runs a command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => backup::init(g, a).await,
+        Command::Backup(a) => backup::backup(g, a).await,
+        Command::Snapshots(a) => snapshots::list(g, a).await,
+        Command::Restore(a) => restore::restore(g, a).await,
+        Command::Export(a) => restore::export(g, a).await,
+        Command::Verify(a) => verify::verify(g, a).await,
+        Command::Forget(a) => forget::forget(g, a).await,
+        Command::Prune(a) => forget::prune_cmd(g, a).await,
+        Command::Stats => snapshots::stats(g).await,
+        Command::Key(k) => key::key(g, k).await,
+        Command::Unlock(a) => key::unlock(g, a).await,
+    }
+}
+
+/// The storage named by `--repo`.
+pub fn storage(g: &Global) -> Result<Arc<dyn Storage>> {
+    let Some(repo) = g.repo.as_deref() else {
+        bail!("no repository given: pass --repo PATH or set STRONGROOM_REPO");
+    };
+    if repo.contains("://") {
+        let scheme = repo.split("://").next().unwrap_or_default();
+        bail!("repository URL scheme {scheme}:// is not supported yet; give a local folder path");
+    }
+    if repo.trim().is_empty() {
+        bail!("--repo is empty");
+    }
+    Ok(Arc::new(LocalStorage::new(repo.into())))
+}
+
+/// Opens the repository with the password and loads its index.
+pub async fn open(g: &Global) -> Result<Arc<Repository>> {
+    let storage = storage(g)?;
+    let location = storage.location();
+    let password = crate::password::repository(g.password_file.as_deref(), false)?;
+    let repo = Repository::open(storage, &password)
+        .await
+        .with_context(|| format!("opening repository {location}"))?;
+    for w in repo.load_index().await.context("loading the index")? {
+        eprintln!("warning: {w}");
+    }
+    Ok(Arc::new(repo))
+}
+
+/// Prints JSON on stdout.
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The `strongroom` binary: the command-line tool (and, later, the service).
+//!
+//! This is the edge where typed library errors become `anyhow` errors with context, and
+//! errors become an exit code: 0 success, 1 failure, 3 a backup that was saved but skipped
+//! some files. It must not hold engine logic: commands call the library crates.
+
+mod cli;
+mod commands;
+mod output;
+mod password;
+
+use clap::Parser;
+
+/// Exit code of a backup that committed a snapshot but could not read some files.
+pub const EXIT_PARTIAL: i32 = 3;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let json = cli.global.json;
+    let code = match rt.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                let msg = format!("{e:#}");
+                println!("{}", serde_json::json!({ "error": msg }));
+            }
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    drop(rt);
+    std::process::exit(code);
+}
