@@ -164,11 +164,23 @@ pub async fn backup_paths(
                 .map(|(id, _)| id)
         }
     };
+    // A parent that cannot be read only costs speed: every file is then read again.
+    let mut early_warnings = Vec::new();
     let parent_root = match parent {
-        Some(pid) => {
-            let (_, ps) = repo.find_snapshot(&pid.to_hex()).await?;
-            Some(repo.load_tree(&ps.tree).await?)
-        }
+        Some(pid) => match repo.find_snapshot(&pid.to_hex()).await {
+            Ok((_, ps)) => match repo.load_tree(&ps.tree).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    early_warnings.push(format!(
+                        "parent snapshot {} unreadable, reading every file: {e}",
+                        pid.short()
+                    ));
+                    None
+                }
+            },
+            Err(e) if opts.parent.is_some() => return Err(e),
+            Err(_) => None,
+        },
         None => None,
     };
     let params = repo.config().chunker_files;
@@ -188,6 +200,7 @@ pub async fn backup_paths(
     )
     .await?;
     snap.1.parent = parent;
+    snap.1.summary.notes = early_warnings;
     let id = commit(repo, lock, &snap.1).await?;
     Ok((id, snap.1))
 }
@@ -201,8 +214,27 @@ pub async fn backup_stream(
     repo: &Arc<Repository>,
     lock: &LockGuard,
     name: &str,
+    input: Box<dyn Read + Send>,
+    opts: BackupOptions,
+) -> Result<(Id, Snapshot)> {
+    let meta = opts.meta.clone();
+    backup_stream_with(repo, lock, name, input, opts, move || Ok(meta)).await
+}
+
+/// Like [`backup_stream`], but the snapshot's `meta` comes from `finish`, called after the
+/// whole stream was read and stored and before the snapshot is committed. An error from
+/// `finish` (e.g. the dump tool exited non-zero, or its manifest could not be read) aborts
+/// the backup: no snapshot is written.
+///
+/// # Errors
+/// As [`backup_stream`], plus the error of `finish`.
+pub async fn backup_stream_with(
+    repo: &Arc<Repository>,
+    lock: &LockGuard,
+    name: &str,
     mut input: Box<dyn Read + Send>,
     opts: BackupOptions,
+    finish: impl FnOnce() -> std::result::Result<serde_json::Value, String> + Send + 'static,
 ) -> Result<(Id, Snapshot)> {
     let node_name = name.trim_matches('/').to_owned();
     let probe = Node {
@@ -261,7 +293,7 @@ pub async fn backup_stream(
             },
         )
     };
-    let (_, snap) = run(
+    let (_, mut snap) = run(
         repo,
         lock,
         reader,
@@ -271,6 +303,12 @@ pub async fn backup_stream(
         vec![name.to_owned()],
     )
     .await?;
+    snap.meta = tokio::task::spawn_blocking(finish)
+        .await
+        .map_err(|e| RepoError::Invalid(e.to_string()))?
+        .map_err(|e| {
+            RepoError::Invalid(format!("the source failed after its stream was read: {e}"))
+        })?;
     let id = commit(repo, lock, &snap).await?;
     Ok((id, snap))
 }

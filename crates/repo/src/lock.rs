@@ -10,7 +10,9 @@
 //! off rather than both proceed).
 
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
+use tokio::sync::Mutex as AsyncMutex;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -141,7 +143,8 @@ pub async fn list_locks(
 #[derive(Debug)]
 pub struct LockGuard {
     storage: Arc<dyn Storage>,
-    current: Arc<Mutex<String>>,
+    /// Name of our current lock file; held by the refresher while it swaps files.
+    current: Arc<AsyncMutex<String>>,
     lost: Arc<Mutex<Option<String>>>,
     refresher: tokio::task::JoinHandle<()>,
 }
@@ -155,7 +158,7 @@ impl LockGuard {
         if let Some(why) = self.lost.lock().ok().and_then(|g| g.clone()) {
             return Err(RepoError::LockLost(why));
         }
-        let name = self.current.lock().map(|g| g.clone()).unwrap_or_default();
+        let name = self.current.lock().await.clone();
         match self.storage.read(Kind::Lock, &name).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => {
@@ -172,8 +175,12 @@ impl LockGuard {
     /// # Errors
     /// When the lock file cannot be deleted.
     pub async fn release(self) -> Result<()> {
-        self.refresher.abort();
-        let name = self.current.lock().map(|g| g.clone()).unwrap_or_default();
+        // Wait for a refresh in progress, so that no new lock file appears after this.
+        let name = {
+            let guard = self.current.lock().await;
+            self.refresher.abort();
+            guard.clone()
+        };
         match self.storage.delete(Kind::Lock, &name).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
@@ -223,7 +230,7 @@ pub async fn lock(repo: &Repository, exclusive: bool, purpose: &str) -> Result<L
         let _ = storage.delete(Kind::Lock, &id.to_hex()).await;
         return Err(e);
     }
-    let current = Arc::new(Mutex::new(id.to_hex()));
+    let current = Arc::new(AsyncMutex::new(id.to_hex()));
     let lost = Arc::new(Mutex::new(None));
     let refresher = tokio::spawn(refresh_loop(
         Arc::clone(&storage),
@@ -270,11 +277,12 @@ async fn refresh_loop(
     storage: Arc<dyn Storage>,
     key: MasterKey,
     mut info: LockInfo,
-    current: Arc<Mutex<String>>,
+    current: Arc<AsyncMutex<String>>,
     lost: Arc<Mutex<Option<String>>>,
 ) {
     loop {
         tokio::time::sleep(REFRESH).await;
+        let mut name = current.lock().await;
         info.time = now_rfc3339();
         let id = Id::random();
         let res = async {
@@ -287,10 +295,7 @@ async fn refresh_loop(
         .await;
         match res {
             Ok(()) => {
-                let old = current
-                    .lock()
-                    .map(|mut g| std::mem::replace(&mut *g, id.to_hex()))
-                    .unwrap_or_default();
+                let old = std::mem::replace(&mut *name, id.to_hex());
                 let _ = storage.delete(Kind::Lock, &old).await;
             }
             Err(e) => {

@@ -243,9 +243,7 @@ async fn restore_file(
         .mode(0o600)
         .open(path)
         .map_err(RepoError::io("creating", path))?;
-    let n = write_content(repo, &node.content, &mut f, opts.progress.as_deref()).await?;
-    f.sync_all().map_err(RepoError::io("syncing", path))?;
-    Ok(n)
+    write_content(repo, &node.content, &mut f, opts.progress.as_deref()).await
 }
 
 async fn write_content(

@@ -41,6 +41,9 @@ pub struct Summary {
     pub bytes_stored: u64,
     /// Files skipped or read inconsistently, with the reason.
     pub warnings: Vec<String>,
+    /// Informational notes (e.g. the parent could not be read, so every file was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// When reading started (RFC 3339).
     pub started: String,
     /// When the snapshot was committed (RFC 3339).
