@@ -172,6 +172,7 @@ fn is_executable(path: &Path) -> bool {
 pub struct ToolCommand {
     program: String,
     args: Vec<OsString>,
+    shown: Vec<Option<String>>,
     env: Vec<(OsString, OsString)>,
     search_path: Option<OsString>,
     package_hint: Option<String>,
@@ -194,6 +195,7 @@ impl ToolCommand {
         ToolCommand {
             program: program.into(),
             args: Vec::new(),
+            shown: Vec::new(),
             env: Vec::new(),
             search_path: None,
             package_hint: None,
@@ -206,6 +208,15 @@ impl ToolCommand {
     /// and in the system's process list.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.args.push(arg.as_ref().to_os_string());
+        self.shown.push(None);
+        self
+    }
+
+    /// Append one argument shown as `shown` in messages (e.g. a temporary file's path that
+    /// would only be noise).
+    pub fn arg_shown_as(mut self, arg: impl AsRef<OsStr>, shown: impl Into<String>) -> Self {
+        self.args.push(arg.as_ref().to_os_string());
+        self.shown.push(Some(shown.into()));
         self
     }
 
@@ -215,8 +226,9 @@ impl ToolCommand {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        for a in args {
+            self = self.arg(a);
+        }
         self
     }
 
@@ -255,9 +267,12 @@ impl ToolCommand {
     /// The command as shown in messages: program, arguments, and the context if any.
     pub fn describe(&self) -> String {
         let mut s = self.program.clone();
-        for a in &self.args {
+        for (a, shown) in self.args.iter().zip(&self.shown) {
             s.push(' ');
-            s.push_str(&shell_quote(&a.to_string_lossy()));
+            match shown {
+                Some(shown) => s.push_str(shown),
+                None => s.push_str(&shell_quote(&a.to_string_lossy())),
+            }
         }
         if let Some(c) = &self.context {
             s.push_str(" [");
@@ -420,9 +435,7 @@ impl ToolCommand {
         if input_error.is_some() {
             let _ = child_ref.kill();
         }
-        let status = child_ref
-            .wait()
-            .map_err(|e| io_error(&description, e))?;
+        let status = child_ref.wait().map_err(|e| io_error(&description, e))?;
         guard.0 = None; // reaped
         let stderr = join_tail(stderr_thread, &tail);
         let stdout_result = match stdout_thread {
@@ -439,16 +452,15 @@ impl ToolCommand {
         }
         if !status.success() {
             let mut stderr = stderr;
-            if stderr.is_empty() {
-                if let Ok((captured, out_tail)) = &stdout_result {
-                    // Some tools (mariadb in batch mode) report errors on stdout.
-                    let text = if capture_stdout {
-                        tail_text(captured, STDERR_TAIL_BYTES)
-                    } else {
-                        out_tail.text()
-                    };
-                    stderr = text;
-                }
+            // Some tools (mariadb in batch mode) report errors on stdout.
+            if stderr.is_empty()
+                && let Ok((captured, out_tail)) = &stdout_result
+            {
+                stderr = if capture_stdout {
+                    tail_text(captured, STDERR_TAIL_BYTES)
+                } else {
+                    out_tail.text()
+                };
             }
             return Err(CommandError::Failed {
                 command: description,
@@ -672,7 +684,10 @@ impl CommandReader {
 
     /// The current stderr tail (warnings, or the error once failed).
     pub fn stderr_tail(&self) -> String {
-        self.tail.lock().unwrap_or_else(PoisonError::into_inner).text()
+        self.tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .text()
     }
 
     fn fail(&mut self, err: CommandError) -> io::Error {
@@ -758,6 +773,143 @@ impl Drop for CommandReader {
     }
 }
 
+/// A long-lived command driven line by line over stdin/stdout (e.g. a `psql` session that
+/// holds a transaction open). Stderr is drained into a bounded tail. Dropping it kills and
+/// reaps the child.
+#[derive(Debug)]
+pub struct Session {
+    child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: Option<io::BufReader<ChildStdout>>,
+    tail: SharedTail,
+    stderr_thread: Option<JoinHandle<()>>,
+    description: String,
+    _keep_alive: Vec<Box<dyn Any + Send>>,
+}
+
+impl ToolCommand {
+    /// Start the command with stdin and stdout piped, for a line-oriented conversation.
+    pub fn spawn_session(self) -> Result<Session, CommandError> {
+        let mut child = self.spawn(Stdio::piped())?;
+        let description = self.describe();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(io::BufReader::new);
+        let (tail, stderr_thread) = drain_stderr(&mut child);
+        Ok(Session {
+            child: Some(child),
+            stdin,
+            stdout,
+            tail,
+            stderr_thread,
+            description,
+            _keep_alive: self.keep_alive,
+        })
+    }
+}
+
+impl Session {
+    /// The command line as shown in messages.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Send text to the child's stdin (flushed).
+    pub fn send(&mut self, text: &str) -> Result<(), CommandError> {
+        let result = match self.stdin.as_mut() {
+            Some(stdin) => stdin
+                .write_all(text.as_bytes())
+                .and_then(|()| stdin.flush()),
+            None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "stdin closed")),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            // The child went away: its exit status and stderr say why.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(self.ended()),
+            Err(e) => Err(io_error(&self.description, e)),
+        }
+    }
+
+    /// Read one line of stdout (without the newline). End of output is an error carrying the
+    /// child's exit status and stderr tail: a session is expected to answer.
+    pub fn read_line(&mut self) -> Result<String, CommandError> {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        let n = match self.stdout.as_mut() {
+            Some(out) => out
+                .read_until(b'\n', &mut line)
+                .map_err(|e| io_error(&self.description, e))?,
+            None => 0,
+        };
+        if n == 0 {
+            return Err(self.ended());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    /// Close stdin and wait for a successful exit.
+    pub fn close(mut self) -> Result<CommandOutput, CommandError> {
+        self.stdin = None;
+        let mut rest = Vec::new();
+        if let Some(out) = self.stdout.as_mut() {
+            let _ = out.read_to_end(&mut rest);
+        }
+        let status = match self.child.take() {
+            Some(mut c) => c.wait().map_err(|e| io_error(&self.description, e))?,
+            None => {
+                return Err(io_error(
+                    &self.description,
+                    io::Error::other("already ended"),
+                ));
+            }
+        };
+        let stderr = join_tail(self.stderr_thread.take(), &self.tail);
+        if !status.success() {
+            return Err(CommandError::Failed {
+                command: self.description.clone(),
+                status: describe_status(status),
+                stderr,
+            });
+        }
+        Ok(CommandOutput {
+            stdout: Vec::new(),
+            stdout_tail: tail_text(&rest, STDERR_TAIL_BYTES),
+            stderr,
+        })
+    }
+
+    /// The child stopped answering: reap it and describe how it ended.
+    fn ended(&mut self) -> CommandError {
+        self.stdin = None;
+        self.stdout = None;
+        let status = self.child.take().map(|mut c| c.wait());
+        let stderr = join_tail(self.stderr_thread.take(), &self.tail);
+        let status = match status {
+            Some(Ok(s)) if s.success() => "ended unexpectedly (exit status 0)".to_string(),
+            Some(Ok(s)) => describe_status(s),
+            Some(Err(e)) => format!("could not be waited for: {e}"),
+            None => "had already ended".to_string(),
+        };
+        CommandError::Failed {
+            command: self.description.clone(),
+            status,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stdin = None;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,7 +930,9 @@ mod tests {
 
     #[test]
     fn success_streams_everything() {
-        let mut r = sh("printf 'hello '; printf 'world'").spawn_reader().unwrap();
+        let mut r = sh("printf 'hello '; printf 'world'")
+            .spawn_reader()
+            .unwrap();
         let (out, res) = read_all(&mut r);
         res.unwrap();
         assert_eq!(out, b"hello world");
@@ -809,7 +963,9 @@ mod tests {
 
     #[test]
     fn empty_output_is_a_failure() {
-        let mut r = sh("echo 'nothing to do' >&2; exit 0").spawn_reader().unwrap();
+        let mut r = sh("echo 'nothing to do' >&2; exit 0")
+            .spawn_reader()
+            .unwrap();
         let (out, res) = read_all(&mut r);
         assert!(out.is_empty());
         let err = res.unwrap_err();
@@ -835,7 +991,10 @@ mod tests {
             .spawn_reader()
             .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`strongroom-no-such-tool` was not found"), "{msg}");
+        assert!(
+            msg.contains("`strongroom-no-such-tool` was not found"),
+            "{msg}"
+        );
         assert!(msg.contains("apt-get install strongroom-tools"), "{msg}");
         assert_eq!(err.io_kind(), io::ErrorKind::NotFound);
     }
@@ -868,8 +1027,10 @@ mod tests {
 
     #[test]
     fn stderr_tail_is_bounded_and_keeps_the_end() {
-        let mut r = sh("i=0; while [ $i -lt 2000 ]; do echo \"noise line $i\" >&2; i=$((i+1)); done; \
-             echo 'FINAL: the real reason' >&2; exit 1")
+        let mut r = sh(
+            "i=0; while [ $i -lt 2000 ]; do echo \"noise line $i\" >&2; i=$((i+1)); done; \
+             echo 'FINAL: the real reason' >&2; exit 1",
+        )
         .spawn_reader()
         .unwrap();
         let (_, res) = read_all(&mut r);
@@ -920,7 +1081,10 @@ mod tests {
         assert_eq!(out.stdout_text(), "hi\n");
         assert_eq!(out.stderr, "warn");
         let err = sh("echo oops >&2; exit 2").run().unwrap_err();
-        assert!(err.to_string().contains("exited with status 2: oops"), "{err}");
+        assert!(
+            err.to_string().contains("exited with status 2: oops"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -966,7 +1130,10 @@ mod tests {
             .env("PGPASSWORD", "hunter2")
             .context("postgres://u:***@h/db");
         let d = format!("{cmd:?} {}", cmd.describe());
-        assert!(d.contains("pg_dump -Fc 'two words' [postgres://u:***@h/db]"), "{d}");
+        assert!(
+            d.contains("pg_dump -Fc 'two words' [postgres://u:***@h/db]"),
+            "{d}"
+        );
         assert!(!d.contains("hunter2"));
     }
 
@@ -979,5 +1146,28 @@ mod tests {
         let mut t = Tail::new(4);
         t.push(b"abcdefgh");
         assert_eq!(t.text(), "…efgh");
+    }
+
+    #[test]
+    fn session_answers_lines_and_reports_death() {
+        let mut s = sh("while read -r l; do [ \"$l\" = die ] && { echo 'fatal: asked to die' >&2; exit 4; }; echo \"got $l\"; done")
+            .spawn_session()
+            .unwrap();
+        s.send("a\n").unwrap();
+        assert_eq!(s.read_line().unwrap(), "got a");
+        s.send("die\n").unwrap();
+        let err = s.read_line().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("exited with status 4") && msg.contains("asked to die"),
+            "{msg}"
+        );
+
+        let mut s = sh("while read -r l; do echo \"$l\"; done")
+            .spawn_session()
+            .unwrap();
+        s.send("x\n").unwrap();
+        assert_eq!(s.read_line().unwrap(), "x");
+        s.close().unwrap();
     }
 }
