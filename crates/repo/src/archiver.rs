@@ -149,6 +149,7 @@ pub async fn backup_paths(
         abs.push(a);
     }
     let sources: Vec<String> = abs.iter().map(|p| p.display().to_string()).collect();
+    refresh_index(repo, lock).await?;
     let host = opts.host.clone().unwrap_or_else(hostname);
     let parent = match opts.parent {
         Some(p) => Some(p),
@@ -258,6 +259,7 @@ pub async fn backup_stream_with(
     }
     let params = opts.stream_chunker.unwrap_or(repo.config().chunker_streams);
     params.validate().map_err(RepoError::Invalid)?;
+    refresh_index(repo, lock).await?;
     let seed = repo.config().chunker_seed;
     let progress = opts.progress.clone();
     let reader = move |tx: mpsc::Sender<Event>| -> Result<()> {
@@ -311,6 +313,15 @@ pub async fn backup_stream_with(
         })?;
     let id = commit(repo, lock, &snap).await?;
     Ok((id, snap))
+}
+
+/// Reloads the index under the caller's lock. An index loaded before the lock was taken may
+/// list blobs that a prune removed since; a backup trusting it would refer to them without
+/// storing them, and its snapshot would not restore.
+async fn refresh_index(repo: &Repository, lock: &LockGuard) -> Result<()> {
+    lock.check().await?;
+    repo.load_index().await?;
+    Ok(())
 }
 
 async fn commit(repo: &Repository, lock: &LockGuard, snap: &Snapshot) -> Result<Id> {
@@ -395,7 +406,15 @@ where
     let mut file: Option<Node> = None;
     let progress = opts.progress.clone();
     let assemble = async {
+        let mut seen = 0u64;
         while let Some(item) = processed.next().await {
+            seen += 1;
+            // Stop early when the lock could not be refreshed: nothing will be committed.
+            if seen % 256 == 0
+                && let Some(why) = lock.lost_reason()
+            {
+                return Err(RepoError::LockLost(why));
+            }
             match item? {
                 Processed::Known { id, len } => {
                     let f = file

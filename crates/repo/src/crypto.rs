@@ -211,6 +211,14 @@ impl KdfParams {
         p: 1,
     };
 
+    /// The ceiling Strongroom accepts (so a planted key file cannot make `open` allocate
+    /// without bound): 4 GiB, 64 passes, 16 lanes.
+    pub const MAXIMUM: KdfParams = KdfParams {
+        m_kib: 4 * 1024 * 1024,
+        t: 64,
+        p: 16,
+    };
+
     fn check(&self) -> Result<(), CryptoError> {
         if self.m_kib < Self::MINIMUM.m_kib || self.t < Self::MINIMUM.t || self.p < 1 {
             return Err(CryptoError::WeakKdf {
@@ -218,6 +226,13 @@ impl KdfParams {
                 t: self.t,
                 p: self.p,
             });
+        }
+        if self.m_kib > Self::MAXIMUM.m_kib || self.t > Self::MAXIMUM.t || self.p > Self::MAXIMUM.p
+        {
+            return Err(CryptoError::KeyFileDamaged(format!(
+                "key derivation parameters m={} KiB, t={}, p={} exceed the maximum (m=4 GiB, t=64, p=16)",
+                self.m_kib, self.t, self.p
+            )));
         }
         Ok(())
     }

@@ -77,7 +77,12 @@ impl IndexFile {
                 p.extend_from_slice(&e.id.0);
             }
         }
-        let compressed = zstd::bulk::compress(&p, 3).unwrap_or(p);
+        let compressed = match zstd::bulk::compress(&p, 3) {
+            Ok(c) => c,
+            // Only an allocation failure makes zstd fail here; storing the plain bytes would
+            // make an index file no reader can decode.
+            Err(e) => panic!("compressing an index file failed: {e}"),
+        };
         key.seal(ObjectType::Index, id, &compressed)
     }
 

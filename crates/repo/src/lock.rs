@@ -150,6 +150,13 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
+    /// Why the lock was lost, if a refresh failed (no storage access; cheap enough to call
+    /// often).
+    #[must_use]
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|g| g.clone())
+    }
+
     /// Fails when the lock could not be refreshed or was removed by someone else.
     ///
     /// # Errors
@@ -286,6 +293,16 @@ async fn refresh_loop(
         info.time = now_rfc3339();
         let id = Id::random();
         let res = async {
+            // Someone removed our lock (e.g. judged it stale): it must not come back.
+            match storage.read(Kind::Lock, &name).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {
+                    return Err(RepoError::LockLost(
+                        "our lock file was removed by another process".into(),
+                    ));
+                }
+                Err(e) => return Err(RepoError::storage("checking our lock")(e)),
+            }
             let sealed = seal_lock(&key, &id, &info)?;
             storage
                 .write(Kind::Lock, &id.to_hex(), Bytes::from(sealed))
@@ -296,7 +313,12 @@ async fn refresh_loop(
         match res {
             Ok(()) => {
                 let old = std::mem::replace(&mut *name, id.to_hex());
-                let _ = storage.delete(Kind::Lock, &old).await;
+                if let Err(e) = storage.delete(Kind::Lock, &old).await {
+                    if let Ok(mut g) = lost.lock() {
+                        *g = Some(format!("could not replace our lock file: {e}"));
+                    }
+                    return;
+                }
             }
             Err(e) => {
                 if let Ok(mut g) = lost.lock() {
@@ -316,7 +338,8 @@ pub async fn unlock(repo: &Repository, all: bool) -> Result<usize> {
     let now = chrono::Utc::now();
     let mut n = 0;
     for (name, info) in list_locks(repo).await? {
-        let remove = all || info.as_ref().map(|i| i.is_stale(now)).unwrap_or(true);
+        // An unreadable lock file may belong to a live process: only --remove-all removes it.
+        let remove = all || info.as_ref().is_ok_and(|i| i.is_stale(now));
         if remove {
             repo.storage()
                 .delete(Kind::Lock, &name)

@@ -282,15 +282,19 @@ pub async fn execute(repo: &Repository, lock: &LockGuard, plan: PrunePlan) -> Re
     }
     file.packs.extend(new_packs);
     let new_id = repo.write_index_file(&file).await?;
-    // (3) Old index files.
+    lock.check().await?;
+    // (3) Old index files (one already gone is fine: the new index holds everything).
     for id in &plan.old_index_files {
-        repo.storage()
-            .delete(Kind::Index, &id.to_hex())
-            .await
-            .map_err(RepoError::storage(format!(
-                "deleting index file {}",
-                id.short()
-            )))?;
+        match repo.storage().delete(Kind::Index, &id.to_hex()).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(RepoError::Storage {
+                    context: format!("deleting index file {}", id.short()),
+                    source: e,
+                });
+            }
+        }
     }
     let mut index = MasterIndex::default();
     index.add_file(&file);

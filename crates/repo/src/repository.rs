@@ -83,8 +83,24 @@ impl Repository {
         password: &[u8],
         opts: InitOptions,
     ) -> Result<Repository> {
+        // Offsets inside packs are 32-bit: keep packs far below 4 GiB.
+        if !(4096..=Config::MAX_PACK_SIZE).contains(&opts.pack_size) {
+            return Err(RepoError::Invalid(format!(
+                "pack size {} is out of range (4 KiB to {} MiB)",
+                opts.pack_size,
+                Config::MAX_PACK_SIZE >> 20
+            )));
+        }
         if storage.read(Kind::Config, CONFIG_NAME).await.is_ok() {
             return Err(RepoError::AlreadyInitialised(storage.location()));
+        }
+        // Key files without a config: an interrupted init, or another init racing this one.
+        if storage.list(Kind::Key).await.is_ok_and(|k| !k.is_empty()) {
+            return Err(RepoError::Invalid(format!(
+                "{} holds key files but no config (an interrupted or concurrent init?); \
+                 remove that folder or choose another before creating a repository",
+                storage.location()
+            )));
         }
         storage.create().await.map_err(|e| match e {
             strongroom_storage::StorageError::AlreadyExists { .. } => {
@@ -154,6 +170,7 @@ impl Repository {
             });
         }
         let mut damaged = None;
+        let mut config_error = None;
         let mut opened = None;
         for k in &keys {
             let id = match Id::from_hex(&k.name) {
@@ -184,12 +201,38 @@ impl Repository {
             let res = tokio::task::spawn_blocking(move || kf.unwrap_key(&pw, &id))
                 .await
                 .map_err(|e| RepoError::Invalid(e.to_string()))?;
-            if let Ok(key) = res {
-                opened = Some((key, id));
-                break;
+            match res {
+                Ok(key) => {
+                    // A key that unwraps but does not open the config belongs to another
+                    // repository (e.g. left by an interrupted init): try the others.
+                    match key.open(ObjectType::Config, &Id::default(), &config_bytes) {
+                        Ok(_) => {
+                            opened = Some((key, id));
+                            break;
+                        }
+                        Err(e) => {
+                            config_error = Some(RepoError::Corrupt {
+                                what: "config".into(),
+                                detail: format!("{e} (with key file {})", id.short()),
+                            });
+                        }
+                    }
+                }
+                // A wrong password, or authenticated fields changed: indistinguishable.
+                Err(crate::crypto::CryptoError::Authentication) => {}
+                // Undecodable salt or wrapped key: the file itself is damaged.
+                Err(e) => {
+                    damaged = Some(RepoError::KeyFileDamaged {
+                        name: k.name.clone(),
+                        detail: e.to_string(),
+                    });
+                }
             }
         }
         let Some((key, key_id)) = opened else {
+            if let Some(e) = config_error {
+                return Err(e);
+            }
             return Err(match damaged {
                 Some(d) if keys.len() == 1 => d,
                 _ => RepoError::WrongPassword(keys.len()),
@@ -446,6 +489,15 @@ impl Repository {
             what: format!("snapshot {}", id.short()),
             detail: e.to_string(),
         })?;
+        // A newer format may reference data in ways this reader does not know: refusing it
+        // keeps prune from deleting what such a snapshot needs.
+        if snap.version != 1 {
+            return Err(RepoError::Invalid(format!(
+                "snapshot {} has format version {}, which this Strongroom does not read; upgrade Strongroom",
+                id.short(),
+                snap.version
+            )));
+        }
         Ok((id, snap))
     }
 

@@ -138,10 +138,9 @@ pub async fn restore_to_dir(
                             stats.bytes += n;
                             set_meta(&path, &node, false);
                         }
-                        Err(e) => {
-                            let _ = std::fs::remove_file(&path);
-                            stats.failures.push(format!("{shown}: {e}"));
-                        }
+                        // The file was written to a temporary name, removed on failure: a file
+                        // already at `path` is left as it was.
+                        Err(e) => stats.failures.push(format!("{shown}: {e}")),
                     }
                 }
                 NodeKind::Symlink => {
@@ -234,16 +233,35 @@ async fn restore_file(
     path: &Path,
     opts: &RestoreOptions,
 ) -> Result<u64> {
-    remove_if_not(path, std::fs::Metadata::is_file).map_err(RepoError::io("replacing", path))?;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(RepoError::Invalid(
+            "a folder is in the way; move it aside and restore again".into(),
+        ));
+    }
+    // Written under a temporary name beside it, then renamed over: an existing file (or a
+    // hard link to a file elsewhere) is never written through, and survives a failure.
+    let mut suffix = [0u8; 6];
+    crate::crypto::fill_random(&mut suffix);
+    let tmp_name = format!(".strongroom-restore-{}", hex::encode(suffix));
+    let tmp = path.with_file_name(tmp_name);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
-        .open(path)
-        .map_err(RepoError::io("creating", path))?;
-    write_content(repo, &node.content, &mut f, opts.progress.as_deref()).await
+        .open(&tmp)
+        .map_err(RepoError::io("creating", &tmp))?;
+    let written = write_content(repo, &node.content, &mut f, opts.progress.as_deref()).await;
+    drop(f);
+    let result = written.and_then(|n| {
+        std::fs::rename(&tmp, path)
+            .map(|()| n)
+            .map_err(RepoError::io("renaming into", path))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 async fn write_content(

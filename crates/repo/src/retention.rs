@@ -3,8 +3,8 @@
 //! Like restic's `forget`: snapshots are grouped (by host, kind and source), and within each
 //! group, newest first, a snapshot is kept when it is among the last N, or the newest of its
 //! hour / day / week / month / year for the first N such periods, or within a duration of
-//! the newest snapshot, or carries a kept tag. A policy that keeps nothing keeps everything
-//! (an empty policy is refused by the caller, never read as "delete all").
+//! the newest snapshot, or carries a kept tag. The newest snapshot of every group is always
+//! kept. An empty policy is refused by the caller, never read as "delete all".
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -130,6 +130,11 @@ pub fn apply(policy: &Policy, snaps: &[(Id, Snapshot)]) -> Vec<Decision> {
         let mut seen: Vec<HashSet<i64>> = vec![HashSet::new(); buckets.len()];
         for (i, (id, time, snap)) in list.iter().enumerate() {
             let mut reasons = Vec::new();
+            // The newest snapshot of a group is never removed by a policy: a policy that
+            // happens to match nothing recent must not leave a source without a backup.
+            if i == 0 {
+                reasons.push("newest".to_owned());
+            }
             if (i as u64) < u64::from(policy.last) {
                 reasons.push("last".to_owned());
             }

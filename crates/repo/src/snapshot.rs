@@ -125,4 +125,6 @@ impl Config {
     pub const VERSION: u32 = 1;
     /// Default target pack size: 16 MiB.
     pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+    /// Largest target pack size accepted: 256 MiB.
+    pub const MAX_PACK_SIZE: u32 = 256 * 1024 * 1024;
 }

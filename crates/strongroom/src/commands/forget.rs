@@ -62,8 +62,8 @@ pub async fn forget(g: &Global, a: ForgetArgs) -> Result<i32> {
             if a.prune {
                 run_prune(g, &repo, &guard, false).await?;
             }
-        } else if a.prune {
-            run_prune(g, &repo, &guard, true).await?;
+        } else if a.prune && !g.quiet && !g.json {
+            println!("prune skipped in a dry run: what it frees depends on the snapshots removed");
         }
         anyhow::Ok(())
     }

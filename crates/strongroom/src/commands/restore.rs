@@ -10,6 +10,20 @@ use crate::output::size;
 
 pub async fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
     let repo = super::open(g).await?;
+    // A shared lock: a prune cannot remove data while it is read.
+    let guard = strongroom_repo::lock::lock(&repo, false, "restore").await?;
+    let result = restore_locked(g, a, &repo).await;
+    if let Err(e) = guard.release().await {
+        eprintln!("warning: {e}");
+    }
+    result
+}
+
+async fn restore_locked(
+    g: &Global,
+    a: RestoreArgs,
+    repo: &std::sync::Arc<strongroom_repo::Repository>,
+) -> Result<i32> {
     let (id, snap) = repo.find_snapshot(&a.id).await?;
     if a.stdout {
         if std::io::stdout().is_terminal() {
@@ -61,6 +75,20 @@ pub async fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
 
 pub async fn export(g: &Global, a: ExportArgs) -> Result<i32> {
     let repo = super::open(g).await?;
+    // A shared lock: a prune cannot remove data while it is read.
+    let guard = strongroom_repo::lock::lock(&repo, false, "export").await?;
+    let result = export_locked(g, a, &repo).await;
+    if let Err(e) = guard.release().await {
+        eprintln!("warning: {e}");
+    }
+    result
+}
+
+async fn export_locked(
+    g: &Global,
+    a: ExportArgs,
+    repo: &std::sync::Arc<strongroom_repo::Repository>,
+) -> Result<i32> {
     let (id, snap) = repo.find_snapshot(&a.id).await?;
     match &a.out {
         None => {
