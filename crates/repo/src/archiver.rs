@@ -410,7 +410,7 @@ where
         while let Some(item) = processed.next().await {
             seen += 1;
             // Stop early when the lock could not be refreshed: nothing will be committed.
-            if seen % 256 == 0
+            if seen.is_multiple_of(256)
                 && let Some(why) = lock.lost_reason()
             {
                 return Err(RepoError::LockLost(why));

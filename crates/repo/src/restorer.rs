@@ -289,6 +289,60 @@ async fn write_content(
     Ok(n)
 }
 
+/// A blocking reader over a file's content, blob by blob, each authenticated as it is read.
+/// Use it only on a blocking thread (it waits on the runtime for each blob); a damaged blob
+/// is a read error naming `label`.
+pub struct BlobReader {
+    repo: Arc<Repository>,
+    handle: tokio::runtime::Handle,
+    ids: Vec<Id>,
+    next: usize,
+    buf: Vec<u8>,
+    off: usize,
+    label: String,
+}
+
+impl BlobReader {
+    /// A reader over `ids`, fetched through `handle`.
+    #[must_use]
+    pub fn new(
+        repo: Arc<Repository>,
+        handle: tokio::runtime::Handle,
+        ids: Vec<Id>,
+        label: String,
+    ) -> BlobReader {
+        BlobReader {
+            repo,
+            handle,
+            ids,
+            next: 0,
+            buf: Vec::new(),
+            off: 0,
+            label,
+        }
+    }
+}
+
+impl std::io::Read for BlobReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.off >= self.buf.len() {
+            let Some(id) = self.ids.get(self.next).copied() else {
+                return Ok(0);
+            };
+            self.next += 1;
+            self.buf = self
+                .handle
+                .block_on(self.repo.read_blob(&id))
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", self.label)))?;
+            self.off = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.off);
+        out[..n].copy_from_slice(&self.buf[self.off..self.off + n]);
+        self.off += n;
+        Ok(n)
+    }
+}
+
 /// The single file of a stream snapshot.
 ///
 /// # Errors

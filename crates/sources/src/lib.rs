@@ -754,6 +754,27 @@ impl DatabaseSource {
         }
     }
 
+    /// Drop this database (SQLite: remove the file). For scratch databases of test
+    /// restores only: callers must never point it at a production database.
+    pub fn drop_database(&self) -> Result<(), SourceError> {
+        match self.engine() {
+            Engine::Postgres => postgres::drop_named(&self.url, &self.tools),
+            Engine::Mysql => mysql::drop_named(&self.url, &self.tools),
+            Engine::Sqlite => sqlite::drop_named(&self.url),
+        }
+    }
+
+    /// The engine's own integrity check: SQLite `PRAGMA integrity_check`, MySQL/MariaDB
+    /// `CHECK TABLE` of every table, PostgreSQL a full read of every table. The text starts
+    /// with "ok" when sound.
+    pub fn integrity_check(&self) -> Result<String, SourceError> {
+        match self.engine() {
+            Engine::Postgres => postgres::integrity(&self.url, &self.tools),
+            Engine::Mysql => mysql::integrity(&self.url, &self.tools),
+            Engine::Sqlite => sqlite::integrity(&self.url, &self.tools),
+        }
+    }
+
     /// Probe the database's health. Never fails: an unreachable database gives a report with
     /// `reachable: false` and the error.
     pub fn probe(&self) -> HealthReport {

@@ -692,6 +692,47 @@ pub(crate) fn restore(
 
 /// Probe health. Latency is the wall time of one `SELECT 1` through the client tool,
 /// including its start and connection.
+/// Drop the database `url` names (used for scratch databases of test restores).
+pub(crate) fn drop_named(url: &DatabaseUrl, tools: &Tools) -> Result<(), SourceError> {
+    run_sql(
+        url,
+        tools,
+        &format!("DROP DATABASE IF EXISTS {};", ident(url.database())),
+        false,
+    )?;
+    Ok(())
+}
+
+/// `CHECK TABLE` of every table; "ok" when every table reports OK.
+pub(crate) fn integrity(url: &DatabaseUrl, tools: &Tools) -> Result<String, SourceError> {
+    let tables = run_sql(
+        url,
+        tools,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE';",
+        true,
+    )?;
+    let mut bad = Vec::new();
+    for t in &tables {
+        let rows = run_sql(url, tools, &format!("CHECK TABLE {};", ident(t)), true)?;
+        for r in rows {
+            let cols: Vec<&str> = r.split('\t').collect();
+            if cols.get(2) == Some(&"status")
+                && cols.get(3).is_some_and(|v| !v.eq_ignore_ascii_case("ok"))
+            {
+                bad.push(r.clone());
+            }
+            if cols.get(2) == Some(&"error") {
+                bad.push(r.clone());
+            }
+        }
+    }
+    Ok(if bad.is_empty() {
+        format!("ok ({} tables checked)", tables.len())
+    } else {
+        bad.join("; ")
+    })
+}
+
 pub(crate) fn probe(url: &DatabaseUrl, tools: &Tools) -> HealthReport {
     let report = HealthReport::new(Engine::Mysql, url.to_string());
     match probe_inner(url, tools, report.clone()) {

@@ -520,6 +520,18 @@ fn drop_database(maint: &DatabaseUrl, tools: &Tools, name: &str) -> Result<(), S
     Ok(())
 }
 
+/// Drop the database `url` names (used for scratch databases of test restores).
+pub(crate) fn drop_named(url: &DatabaseUrl, tools: &Tools) -> Result<(), SourceError> {
+    let maint = maintenance_url(url)?;
+    drop_database(&maint, tools, url.database())
+}
+
+/// `amcheck`-free integrity check: every table can be read to its end.
+pub(crate) fn integrity(url: &DatabaseUrl, tools: &Tools) -> Result<String, SourceError> {
+    // Counting every table reads every heap page; a damaged page fails the query.
+    table_counts(url, tools).map(|t| format!("ok ({} tables read)", t.len()))
+}
+
 /// Truncate a database name to PostgreSQL's 63-byte limit on a character boundary.
 fn limit_name(name: &str) -> String {
     let mut end = name.len().min(63);

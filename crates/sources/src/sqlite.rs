@@ -498,6 +498,29 @@ fn copy_checked(reader: &mut dyn Read, file: &mut File) -> io::Result<u64> {
 
 /// Probe health: file size, page count and size, free pages, journal mode, `quick_check`.
 /// Latency is the wall time of one `SELECT 1` through `sqlite3`, process start included.
+/// Remove the database file and its companions (used for scratch copies of test restores).
+pub(crate) fn drop_named(url: &DatabaseUrl) -> Result<(), SourceError> {
+    let path = url.sqlite_path();
+    for p in [
+        path.clone(),
+        with_suffix(&path, "-wal"),
+        with_suffix(&path, "-shm"),
+    ] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SourceError::io(format!("removing {}", p.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// `PRAGMA integrity_check` ("ok" when sound).
+pub(crate) fn integrity(url: &DatabaseUrl, tools: &Tools) -> Result<String, SourceError> {
+    let path = require_file(url)?;
+    integrity_check(tools, &path, "ro", "integrity_check")
+}
+
 pub(crate) fn probe(url: &DatabaseUrl, tools: &Tools) -> HealthReport {
     let report = HealthReport::new(Engine::Sqlite, url.to_string());
     match probe_inner(url, tools, report.clone()) {

@@ -63,6 +63,31 @@ pub enum Command {
     Key(KeyCommand),
     /// Remove stale locks (left by processes that no longer run).
     Unlock(UnlockArgs),
+    /// Import an existing dump file (e.g. from a managed provider) as a database snapshot.
+    Import(ImportArgs),
+    /// Probe the health of the configured databases.
+    Health(DatabasesArgs),
+}
+
+/// Which databases and media folders: flags, else DATABASE_URL and MEDIA_ROOT.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DatabasesArgs {
+    /// A database: URL or NAME=URL (postgres://, mysql://, mariadb://, sqlite:///path);
+    /// repeatable. Default: DATABASE_URL, named "default".
+    #[arg(long = "database", value_name = "[NAME=]URL")]
+    pub databases: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// What the file is (only "database" for now).
+    #[arg(long = "type", value_name = "TYPE", default_value = "database")]
+    pub kind: String,
+    /// Name to record the database under.
+    #[arg(long, default_value = "imported")]
+    pub name: String,
+    /// The dump file: a pg_dump custom archive, a MySQL/MariaDB dump or a SQLite database.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +123,24 @@ pub struct BackupArgs {
     /// Host name to record.
     #[arg(long)]
     pub host: Option<String>,
+    /// Back up the configured sources: full (every database and media folder, one recovery
+    /// point), database or media.
+    #[arg(long = "type", value_name = "full|database|media", conflicts_with_all = ["paths", "stdin"])]
+    pub backup_type: Option<String>,
+    #[command(flatten)]
+    pub dbs: DatabasesArgs,
+    /// A media folder: DIR or NAME=DIR; repeatable. Default: MEDIA_ROOT, named "media".
+    #[arg(long = "media", value_name = "[NAME=]DIR")]
+    pub media: Vec<String>,
+    /// Re-read and check everything written before calling the backup successful.
+    #[arg(long)]
+    pub verify: bool,
+    /// Also prove each database part by restoring it into a scratch database.
+    #[arg(long)]
+    pub test_restore: bool,
+    /// Server for scratch databases of test restores (default: the database's own).
+    #[arg(long, value_name = "URL")]
+    pub scratch_url: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -115,7 +158,7 @@ pub struct RestoreArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "stdout",
+        required_unless_present_any = ["stdout", "to_database"],
         conflicts_with = "stdout"
     )]
     pub target: Option<PathBuf>,
@@ -125,10 +168,25 @@ pub struct RestoreArgs {
     /// Restore only this path inside the snapshot (repeatable).
     #[arg(long = "include", value_name = "PATH")]
     pub include: Vec<String>,
+    /// Restore a database snapshot into this database (created if missing).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["target", "stdout"])]
+    pub to_database: Option<String>,
+    /// Replace an existing database (a safety backup of it is taken first).
+    #[arg(long, requires = "to_database")]
+    pub replace: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Verify one snapshot (every blob it uses), instead of the whole repository.
+    pub id: Option<String>,
+    /// Prove a database snapshot by restoring it into a scratch database and comparing
+    /// every table's row count with its manifest.
+    #[arg(long, requires = "id")]
+    pub test_restore: bool,
+    /// Server for the scratch database (default: DATABASE_URL's server).
+    #[arg(long, value_name = "URL")]
+    pub scratch_url: Option<String>,
     /// Read and check every byte of every pack.
     #[arg(long, conflicts_with = "read_data_subset")]
     pub read_data: bool,

@@ -30,14 +30,31 @@ fn main() {
     let code = match rt.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
+            let msg = error_text(&e);
             if json {
-                let msg = format!("{e:#}");
                 println!("{}", serde_json::json!({ "error": msg }));
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {msg}");
             1
         }
     };
     drop(rt);
     std::process::exit(code);
+}
+
+/// The error and its causes, each said once: library errors already include their source in
+/// their message, so `{:#}` would repeat it.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
 }

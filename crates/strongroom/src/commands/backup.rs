@@ -48,8 +48,13 @@ pub async fn init(g: &Global, a: InitArgs) -> Result<i32> {
 }
 
 pub async fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
+    if let Some(kind) = a.backup_type.clone() {
+        return super::database::typed_backup(g, a, &kind).await;
+    }
     if a.paths.is_empty() && a.stdin.is_none() {
-        bail!("nothing to back up: give --path DIR (repeatable) or --stdin NAME");
+        bail!(
+            "nothing to back up: give --path DIR (repeatable), --stdin NAME, or --type full|database|media"
+        );
     }
     let repo = super::open(g).await?;
     let parent = match &a.parent {

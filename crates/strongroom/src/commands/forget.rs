@@ -43,12 +43,14 @@ pub async fn forget(g: &Global, a: ForgetArgs) -> Result<i32> {
                 remove.push(d.id);
             }
         }
+        // With --json, one document at the end (the prune's plan included).
+        let mut json = None;
         if g.json {
             let rows: Vec<_> = decisions
                 .iter()
                 .map(|d| serde_json::json!({ "id": d.id, "time": d.time.to_rfc3339(), "group": d.group, "keep": d.keep, "reasons": d.reasons }))
                 .collect();
-            super::print_json(&serde_json::json!({ "dry_run": a.dry_run, "remove": remove, "decisions": rows }))?;
+            json = Some(serde_json::json!({ "dry_run": a.dry_run, "remove": remove, "decisions": rows }));
         } else if !g.quiet {
             for d in &decisions {
                 println!("{} {} {}  {}", if d.keep { "keep  " } else { "remove" }, d.id.short(), d.time.format("%Y-%m-%d %H:%M"), d.reasons.join(","));
@@ -60,10 +62,16 @@ pub async fn forget(g: &Global, a: ForgetArgs) -> Result<i32> {
                 repo.delete_snapshot(id).await?;
             }
             if a.prune {
-                run_prune(g, &repo, &guard, false).await?;
+                let plan = run_prune(g, &repo, &guard, false).await?;
+                if let (Some(j), Some(p)) = (json.as_mut(), plan) {
+                    j["prune"] = p;
+                }
             }
         } else if a.prune && !g.quiet && !g.json {
             println!("prune skipped in a dry run: what it frees depends on the snapshots removed");
+        }
+        if let Some(j) = json {
+            super::print_json(&j)?;
         }
         anyhow::Ok(())
     }
@@ -77,7 +85,10 @@ pub async fn prune_cmd(g: &Global, a: PruneArgs) -> Result<i32> {
     let guard = lock::lock(&repo, true, "prune").await?;
     let result = run_prune(g, &repo, &guard, a.dry_run).await;
     guard.release().await?;
-    result.map(|()| 0)
+    if let Some(j) = result? {
+        super::print_json(&j)?;
+    }
+    Ok(0)
 }
 
 async fn run_prune(
@@ -85,17 +96,19 @@ async fn run_prune(
     repo: &Repository,
     guard: &lock::LockGuard,
     dry_run: bool,
-) -> Result<()> {
+) -> Result<Option<serde_json::Value>> {
     let plan = prune::plan(repo)
         .await
         .context("planning prune (nothing was deleted)")?;
-    if g.json {
-        super::print_json(&serde_json::json!({
+    // With --json the plan is returned, for the caller to print once the prune succeeded.
+    let json = g.json.then(|| {
+        serde_json::json!({
             "dry_run": dry_run, "keep_packs": plan.keep.len(), "repack_packs": plan.repack.len(),
             "delete_packs": plan.delete.len(), "unindexed_packs": plan.unindexed.len(),
             "freed_bytes": plan.freed_bytes, "repack_bytes": plan.repack_bytes, "used_blobs": plan.used_blobs,
-        }))?;
-    } else if !g.quiet {
+        })
+    });
+    if !g.quiet && !g.json {
         println!("prune plan: {}", plan.describe());
         println!("frees {}", size(plan.freed_bytes));
     }
@@ -110,7 +123,7 @@ async fn run_prune(
                 }
             );
         }
-        return Ok(());
+        return Ok(json);
     }
     prune::execute(repo, guard, plan)
         .await
@@ -118,5 +131,5 @@ async fn run_prune(
     if !g.quiet && !g.json {
         println!("prune done");
     }
-    Ok(())
+    Ok(json)
 }

@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches. Shared here: opening the repository.
 
 mod backup;
+pub mod database;
 mod forget;
 mod key;
 mod restore;
@@ -31,6 +32,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Stats => snapshots::stats(g).await,
         Command::Key(k) => key::key(g, k).await,
         Command::Unlock(a) => key::unlock(g, a).await,
+        Command::Import(a) => database::import(g, a).await,
+        Command::Health(a) => database::health(g, a).await,
     }
 }
 

@@ -24,6 +24,9 @@ async fn restore_locked(
     a: RestoreArgs,
     repo: &std::sync::Arc<strongroom_repo::Repository>,
 ) -> Result<i32> {
+    if let Some(url) = &a.to_database {
+        return super::database::restore_database(g, repo, &a.id, url, a.replace).await;
+    }
     let (id, snap) = repo.find_snapshot(&a.id).await?;
     if a.stdout {
         if std::io::stdout().is_terminal() {
@@ -32,7 +35,7 @@ async fn restore_locked(
             );
         }
         let mut out = std::io::stdout().lock();
-        let n = restorer::restore_stream(&repo, &snap, &mut out)
+        let n = restorer::restore_stream(repo, &snap, &mut out)
             .await
             .with_context(|| format!("restoring snapshot {}", id.short()))?;
         out.flush()?;
@@ -48,7 +51,7 @@ async fn restore_locked(
         include: a.include,
         progress: None,
     };
-    match restorer::restore_to_dir(&repo, &snap, &target, &opts).await {
+    match restorer::restore_to_dir(repo, &snap, &target, &opts).await {
         Ok(stats) => {
             if g.json {
                 super::print_json(&serde_json::json!({
@@ -97,7 +100,7 @@ async fn export_locked(
                     "refusing to write an export to a terminal; use --out FILE or redirect standard output"
                 );
             }
-            strongroom_repo::export::export(&repo, &snap, Box::new(std::io::stdout())).await?;
+            strongroom_repo::export::export(repo, &snap, Box::new(std::io::stdout())).await?;
         }
         Some(path) => {
             let name = path
@@ -108,7 +111,7 @@ async fn export_locked(
             let file = std::fs::File::create(&partial)
                 .with_context(|| format!("creating {}", partial.display()))?;
             let res = strongroom_repo::export::export(
-                &repo,
+                repo,
                 &snap,
                 Box::new(std::io::BufWriter::new(file)),
             )

@@ -66,6 +66,10 @@ async fn verify_locked(
     a: VerifyArgs,
     repo: &std::sync::Arc<strongroom_repo::Repository>,
 ) -> Result<i32> {
+    if let Some(id) = &a.id {
+        return super::database::verify_one(g, repo, id, a.test_restore, a.scratch_url.as_deref())
+            .await;
+    }
     let mut cursor_file = None;
     let read = if a.read_data {
         ReadData::All
@@ -90,7 +94,7 @@ async fn verify_locked(
     } else {
         ReadData::None
     };
-    let report = checker::check(&repo, read).await?;
+    let report = checker::check(repo, read).await?;
     if let Some((f, next)) = cursor_file
         && report.is_ok()
     {
@@ -141,6 +145,13 @@ async fn verify_locked(
             println!("no errors were found");
         }
         Ok(0)
+    } else if g.json {
+        // The report is on stdout already: keep stdout a single JSON document.
+        eprintln!(
+            "error: verify found {} error(s); the repository is damaged (see the report)",
+            report.errors.len()
+        );
+        Ok(1)
     } else {
         bail!(
             "verify found {} error(s); the repository is damaged (see above)",
