@@ -26,7 +26,9 @@ pub enum RepoError {
     #[error("{0} already holds a repository")]
     AlreadyInitialised(String),
     /// No key file opens with the given password.
-    #[error("wrong password: none of the {0} key file(s) of this repository opens with it")]
+    #[error(
+        "wrong password: none of the {0} key file(s) of this repository opens with it (or a key file was modified)"
+    )]
     WrongPassword(usize),
     /// A key file is damaged or was tampered with.
     #[error("key file keys/{name} is damaged or was tampered with: {detail}")]

@@ -66,6 +66,39 @@ pub async fn open(g: &Global) -> Result<Arc<Repository>> {
     Ok(Arc::new(repo))
 }
 
+/// A shared lock for reading (restore, export, verify). When the lock file cannot be written
+/// because the repository's disk is full or read-only, reading goes on without it, with a
+/// warning: a recovery must not be blocked by a full disk.
+pub async fn read_lock(
+    repo: &Repository,
+    purpose: &str,
+) -> Result<Option<strongroom_repo::lock::LockGuard>> {
+    match strongroom_repo::lock::lock(repo, false, purpose).await {
+        Ok(g) => Ok(Some(g)),
+        Err(e @ strongroom_repo::RepoError::Storage { .. }) if cannot_write(&e) => {
+            eprintln!("warning: reading without a lock ({e}); do not run prune at the same time");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn cannot_write(e: &strongroom_repo::RepoError) -> bool {
+    use std::error::Error as _;
+    if e.is_out_of_space() {
+        return true;
+    }
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            // EROFS (read-only file system), EACCES/EPERM (no write permission).
+            return matches!(io.raw_os_error(), Some(30 | 13 | 1));
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// Prints JSON on stdout.
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);

@@ -11,9 +11,11 @@ use crate::output::size;
 pub async fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
     let repo = super::open(g).await?;
     // A shared lock: a prune cannot remove data while it is read.
-    let guard = strongroom_repo::lock::lock(&repo, false, "restore").await?;
+    let guard = super::read_lock(&repo, "restore").await?;
     let result = restore_locked(g, a, &repo).await;
-    if let Err(e) = guard.release().await {
+    if let Some(guard) = guard
+        && let Err(e) = guard.release().await
+    {
         eprintln!("warning: {e}");
     }
     result
@@ -79,9 +81,11 @@ async fn restore_locked(
 pub async fn export(g: &Global, a: ExportArgs) -> Result<i32> {
     let repo = super::open(g).await?;
     // A shared lock: a prune cannot remove data while it is read.
-    let guard = strongroom_repo::lock::lock(&repo, false, "export").await?;
+    let guard = super::read_lock(&repo, "export").await?;
     let result = export_locked(g, a, &repo).await;
-    if let Err(e) = guard.release().await {
+    if let Some(guard) = guard
+        && let Err(e) = guard.release().await
+    {
         eprintln!("warning: {e}");
     }
     result

@@ -53,9 +53,11 @@ fn parse_subset(s: &str) -> Result<(Option<u32>, u32)> {
 pub async fn verify(g: &Global, a: VerifyArgs) -> Result<i32> {
     let repo = super::open(g).await?;
     // A shared lock: a prune cannot remove data while it is read.
-    let guard = strongroom_repo::lock::lock(&repo, false, "verify").await?;
+    let guard = super::read_lock(&repo, "verify").await?;
     let result = verify_locked(g, a, &repo).await;
-    if let Err(e) = guard.release().await {
+    if let Some(guard) = guard
+        && let Err(e) = guard.release().await
+    {
         eprintln!("warning: {e}");
     }
     result
