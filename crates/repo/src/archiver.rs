@@ -367,7 +367,7 @@ where
 {
     lock.check().await?;
     let started = now_rfc3339();
-    let (tx, mut rx) = mpsc::channel::<Event>(8);
+    let (tx, mut rx) = mpsc::channel::<Event>(4);
     let reader_task = tokio::task::spawn_blocking(move || reader(tx));
     let ctx = Arc::new(Ctx {
         key: repo.key().clone(),
@@ -376,7 +376,7 @@ where
     let workers = std::thread::available_parallelism()
         .map(std::num::NonZero::get)
         .unwrap_or(2)
-        * 2;
+        + 1;
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut processed = events
         .map(|ev| {

@@ -101,6 +101,11 @@ impl PackBuilder {
         }
     }
 
+    /// Reserves room for `additional` more bytes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.data.reserve(additional);
+    }
+
     /// Bytes of blobs so far.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -767,7 +767,7 @@ impl<'a> Packer<'a> {
             durable: Vec::new(),
             stats: PackerStats::default(),
             index_every: 64,
-            max_uploads: 3,
+            max_uploads: 2,
         }
     }
 
@@ -804,6 +804,10 @@ impl<'a> Packer<'a> {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
         };
+        if builder.is_empty() {
+            // Reserve once: a doubling Vec would touch up to twice the pack size.
+            builder.reserve(self.repo.config.pack_size as usize + blob.sealed.len() + 4096);
+        }
         builder.add(
             blob.id,
             blob.blob_type,
