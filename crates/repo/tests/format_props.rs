@@ -14,16 +14,26 @@ fn arb_id() -> impl Strategy<Value = Id> {
 }
 
 fn arb_entry() -> impl Strategy<Value = PackEntry> {
-    (arb_id(), any::<bool>(), any::<bool>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
-        |(id, tree, z, offset, stored_len, raw_len)| PackEntry {
+    (
+        arb_id(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(id, tree, z, offset, stored_len, raw_len)| PackEntry {
             id,
             blob_type: if tree { BlobType::Tree } else { BlobType::Data },
-            compression: if z { Compression::Zstd } else { Compression::None },
+            compression: if z {
+                Compression::Zstd
+            } else {
+                Compression::None
+            },
             offset,
             stored_len,
             raw_len,
-        },
-    )
+        })
 }
 
 fn arb_name() -> impl Strategy<Value = Vec<u8>> {
@@ -54,9 +64,21 @@ fn arb_node() -> impl Strategy<Value = Node> {
                 ctime_ns: t / 2,
                 inode: size / 7,
                 size,
-                content: if kind == NodeKind::File { content } else { vec![] },
-                subtree: if kind == NodeKind::Dir { Some(Id([1; 32])) } else { None },
-                target: if kind == NodeKind::Symlink { target } else { None },
+                content: if kind == NodeKind::File {
+                    content
+                } else {
+                    vec![]
+                },
+                subtree: if kind == NodeKind::Dir {
+                    Some(Id([1; 32]))
+                } else {
+                    None
+                },
+                target: if kind == NodeKind::Symlink {
+                    target
+                } else {
+                    None
+                },
             }
         })
 }
