@@ -17,7 +17,7 @@ pub mod full;
 #[non_exhaustive]
 pub enum JobError {
     /// The repository failed.
-    #[error(transparent)]
+    #[error("{}{}", .0, repo_hint(.0))]
     Repo(#[from] strongroom_repo::RepoError),
     /// The database tool or server failed.
     #[error("{0}")]
@@ -28,6 +28,15 @@ pub enum JobError {
     /// A test restore found the backup wrong.
     #[error("test restore failed: {0}")]
     TestRestoreFailed(String),
+}
+
+/// What to do about a repository error the message alone does not say.
+fn repo_hint(e: &strongroom_repo::RepoError) -> &'static str {
+    if e.is_out_of_space() {
+        " (hint: the repository's disk is full; free space there and retry)"
+    } else {
+        ""
+    }
 }
 
 /// Result alias.

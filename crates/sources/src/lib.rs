@@ -199,10 +199,38 @@ fn advice_for(err: &CommandError) -> Option<&'static str> {
         Some("free disk space and retry")
     } else if has("permission denied") || has("Access denied") {
         Some("the database user lacks a privilege the dump needs; grant it or use another user")
-    } else if has("server closed the connection") || has("Lost connection") {
+    } else if has("server closed the connection")
+        || has("Lost connection")
+        || has("terminating connection")
+        || has("connection to server was lost")
+    {
         Some("the server went away during the operation; check the server's log and retry")
+    } else if let CommandError::NoOutput { .. } = err {
+        Some(
+            "the tool exited successfully but wrote nothing, which is never a valid dump; \
+             check that the tool found on PATH is the real one, then retry",
+        )
+    } else if has("was killed by signal") {
+        Some(
+            "the tool was killed before it finished (out of memory, a timeout or another \
+             process?); check the system log (e.g. `dmesg` for the OOM killer) and retry",
+        )
     } else {
         None
+    }
+}
+
+/// A tool's failure surfacing as a read error of the dump stream, carrying the same advice
+/// as [`SourceError::Command`] when the failure is recognisable.
+fn with_advice(e: io::Error) -> io::Error {
+    match CommandError::from_io(&e) {
+        Some(error) if advice_for(error).is_some() => io::Error::new(
+            e.kind(),
+            SourceError::Command {
+                error: error.clone(),
+            },
+        ),
+        _ => e,
     }
 }
 
@@ -606,6 +634,7 @@ impl Read for DumpReader {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
             Err(e) => {
+                let e = with_advice(e);
                 set_status(&self.status, ReadStatus::Failed(e.to_string()));
                 Err(e)
             }
@@ -925,6 +954,56 @@ mod tests {
         let pending = PendingManifest::new(status, Box::new(Never));
         let err = pending.finish().unwrap_err();
         assert!(err.to_string().contains("stopped before its end"), "{err}");
+    }
+
+    #[test]
+    fn stream_failures_carry_advice() {
+        struct Failing(Option<CommandError>);
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(self.0.take().unwrap().into_io())
+            }
+        }
+        let cases = [
+            (
+                CommandError::Failed {
+                    command: "pg_dump -Fc".into(),
+                    status: "was killed by signal 9 (SIGKILL)".into(),
+                    stderr: String::new(),
+                },
+                "hint: the tool was killed",
+            ),
+            (
+                CommandError::NoOutput {
+                    command: "pg_dump -Fc".into(),
+                    stderr: String::new(),
+                },
+                "hint: the tool exited successfully but wrote nothing",
+            ),
+            (
+                CommandError::Failed {
+                    command: "pg_dump -Fc".into(),
+                    status: "exited with status 1".into(),
+                    stderr: "FATAL:  terminating connection due to administrator command".into(),
+                },
+                "hint: the server went away",
+            ),
+        ];
+        for (error, hint) in cases {
+            let (mut reader, status) = DumpReader::new(Box::new(Failing(Some(error))));
+            let err = reader.read(&mut [0u8; 8]).unwrap_err();
+            assert!(err.to_string().contains(hint), "{err}");
+            let pending = PendingManifest::new(status, Box::new(NeverFinish));
+            let err = pending.finish().unwrap_err().to_string();
+            assert!(err.contains(hint), "{err}");
+        }
+    }
+
+    struct NeverFinish;
+    impl FinishDump for NeverFinish {
+        fn finish(self: Box<Self>, _: u64) -> Result<DumpOutcome, SourceError> {
+            panic!("must not be called")
+        }
     }
 
     #[test]

@@ -139,9 +139,26 @@ pub async fn typed_backup(g: &Global, a: BackupArgs, kind: &str) -> Result<i32> 
         }
     }
     if !point.ok() {
-        bail!(
-            "the backup failed: see the parts marked FAILED above; earlier backups are untouched"
+        // Say why here too: with --quiet or --json nothing else reaches stderr.
+        let failed: Vec<String> = point
+            .parts
+            .iter()
+            .filter_map(|p| {
+                p.error
+                    .as_ref()
+                    .map(|e| format!("{} {}: {e}", p.kind, p.name))
+            })
+            .collect();
+        let msg = format!(
+            "the backup failed ({}); earlier backups are untouched",
+            failed.join("; ")
         );
+        if g.json {
+            // The recovery point is on stdout already: keep stdout a single JSON document.
+            eprintln!("error: {msg}");
+            return Ok(1);
+        }
+        bail!(msg);
     }
     Ok(if point.has_warnings() {
         crate::EXIT_PARTIAL
