@@ -86,6 +86,8 @@ pub enum RepoError {
         total: usize,
         /// The first failure, naming the file.
         first: String,
+        /// Every failure, each naming its file (or folder) first.
+        failures: Vec<String>,
     },
     /// The operation was cancelled.
     #[error("cancelled")]

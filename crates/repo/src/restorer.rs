@@ -165,6 +165,7 @@ pub async fn restore_to_dir(
             failed: stats.failures.len(),
             total,
             first: first.clone(),
+            failures: stats.failures.clone(),
         });
     }
     Ok(stats)
