@@ -2,7 +2,7 @@
 """Run Strongroom and its peers (restic, rustic, borg, bupstash) on the same data, in one run.
 
 Called by bench/run after the tools are installed and the data generated (gen_data.py). Every
-step runs --runs times (default 3); the order of the tools rotates from round to round so
+step runs --runs times (default 5); the order of the tools rotates from round to round so
 that background load falls on all of them alike. Each command runs under GNU time (peak RSS,
 CPU seconds); wall time is measured here. Every restore and every stream read back is
 compared with its input: a mismatch marks that tool's result INVALID.
@@ -742,7 +742,7 @@ def meta(a, manifest, tools):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=["full", "quick"], default="full")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--no-database", action="store_true")
     a = ap.parse_args()
