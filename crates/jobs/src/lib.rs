@@ -11,6 +11,7 @@
 
 pub mod database;
 pub mod full;
+pub mod runner;
 
 /// Errors of an operation, each saying what to do.
 #[derive(Debug, thiserror::Error)]

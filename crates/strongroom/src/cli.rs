@@ -19,6 +19,10 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
+    /// The configuration file (service commands; default: STRONGROOM_CONFIG, else the
+    /// environment alone).
+    #[arg(long, global = true, env = "STRONGROOM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Repository location: a local folder (s3:// is not supported yet).
     #[arg(long, global = true, env = "STRONGROOM_REPO", value_name = "PATH")]
     pub repo: Option<String>,
@@ -67,6 +71,177 @@ pub enum Command {
     Import(ImportArgs),
     /// Probe the health of the configured databases.
     Health(DatabasesArgs),
+    /// Run the service: the scheduler, job workers and the HTTP API.
+    Serve(ServeArgs),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Create the default schedules for a platform app (from DATABASE_URL and MEDIA_ROOT).
+    Setup(SetupArgs),
+    /// Manage schedules (kept in the catalog; those of the configuration file are synced).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// List jobs (backups, verifications, …), or cancel one.
+    Jobs(JobsArgs),
+    /// Catalog maintenance.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Manage dashboard and API users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: [server] listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Jobs run at the same time (default: [jobs] workers).
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// Run the scheduler and workers only, without the HTTP API.
+    #[arg(long)]
+    pub no_http: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file and print it with every secret redacted.
+    Check {
+        /// The file (default: --config / STRONGROOM_CONFIG).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Where to write the configuration.
+    #[arg(long, value_name = "FILE", default_value = "strongroom.toml")]
+    pub write: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the configuration instead of writing it; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Add a schedule.
+    Add(ScheduleAddArgs),
+    /// List schedules with their last and next runs.
+    List,
+    /// Enable a schedule (its next run is planned from now).
+    Enable {
+        /// The schedule.
+        name: String,
+    },
+    /// Disable a schedule.
+    Disable {
+        /// The schedule.
+        name: String,
+    },
+    /// Remove a schedule (its past jobs stay in the history).
+    Remove {
+        /// The schedule.
+        name: String,
+    },
+    /// Run a schedule now: queue its job and, unless --detach, work until it ends.
+    Run {
+        /// The schedule.
+        name: String,
+        /// Only queue the job (a running `strongroom serve` picks it up).
+        #[arg(long)]
+        detach: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleAddArgs {
+    /// Unique name.
+    pub name: String,
+    /// What it runs: full, database, media, verify or prune.
+    #[arg(long = "type", value_name = "KIND")]
+    pub kind: String,
+    /// When: a cron expression ("0 2 * * *") or "hourly", "daily HH:MM",
+    /// "weekly DAY HH:MM", "monthly D HH:MM".
+    #[arg(long)]
+    pub when: String,
+    /// IANA time zone (default: the configuration's, else UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// A source name (repeatable; default: every source the kind applies to).
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+    /// Verify what each backup wrote.
+    #[arg(long)]
+    pub verify: bool,
+    /// Prove database parts by a test restore.
+    #[arg(long)]
+    pub test_restore: bool,
+    /// Verification schedules: the share of data to re-read on each run, e.g. 10%.
+    #[arg(long, value_name = "N%")]
+    pub read_data_subset: Option<String>,
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup younger than N days.
+    #[arg(long)]
+    pub keep_days: Option<u32>,
+    /// Create it disabled.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Ask a queued or running job to stop.
+    #[arg(long, value_name = "ID")]
+    pub cancel: Option<i64>,
+    /// Show one job in full.
+    #[arg(long, value_name = "ID", conflicts_with = "cancel")]
+    pub show: Option<i64>,
+    /// Only jobs with this status (queued, in_progress, success, warning, failed, cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many (newest first).
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Rebuild the snapshot records of the catalog from the repository alone.
+    Rebuild,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (password from STRONGROOM_NEW_PASSWORD, --new-password-file or a prompt).
+    Add {
+        /// Login name.
+        username: String,
+        /// admin, staff or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[command(flatten)]
+        password: NewPasswordArgs,
+    },
+    /// List users.
+    List,
+    /// Remove a user with their sessions and tokens.
+    Remove {
+        /// Login name.
+        username: String,
+    },
 }
 
 /// Which databases and media folders: flags, else DATABASE_URL and MEDIA_ROOT.

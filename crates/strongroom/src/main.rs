@@ -1,4 +1,4 @@
-//! The `strongroom` binary: the command-line tool (and, later, the service).
+//! The `strongroom` binary: the command-line tool and the service (`strongroom serve`).
 //!
 //! This is the edge where typed library errors become `anyhow` errors with context, and
 //! errors become an exit code: 0 success, 1 failure, 3 a backup that was saved but skipped

@@ -13,7 +13,15 @@ use crate::output::{ProgressBar, size};
 pub async fn init(g: &Global, a: InitArgs) -> Result<i32> {
     let storage = super::storage(g)?;
     let location = storage.location();
-    let password = crate::password::repository(g.password_file.as_deref(), true)?;
+    let password = if g.config.is_some() && g.password_file.is_none() {
+        let config = super::service::load_config(g)?;
+        match config.repository.password(&strongroom_config::ProcessEnv)? {
+            Some(p) => p.expose().as_bytes().to_vec(),
+            None => crate::password::repository(None, true)?,
+        }
+    } else {
+        crate::password::repository(g.password_file.as_deref(), true)?
+    };
     let kdf = KdfParams {
         m_kib: a.kdf_memory_mib.saturating_mul(1024),
         t: a.kdf_passes,

@@ -20,8 +20,9 @@ fn split_named(v: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// The databases named by flags, else by DATABASE_URL.
-pub fn databases(a: &DatabasesArgs) -> Result<Vec<(String, DatabaseSource)>> {
+/// The databases named by flags, else by the configuration file (`--config`), else by
+/// DATABASE_URL.
+pub fn databases(g: &Global, a: &DatabasesArgs) -> Result<Vec<(String, DatabaseSource)>> {
     let mut out = Vec::new();
     for v in &a.databases {
         let (name, url) = split_named(v);
@@ -39,6 +40,15 @@ pub fn databases(a: &DatabasesArgs) -> Result<Vec<(String, DatabaseSource)>> {
         }
         out.push((name, src));
     }
+    if out.is_empty() && g.config.is_some() {
+        let config = super::service::load_config(g)?;
+        for d in &config.databases {
+            let src = DatabaseSource::parse(d.url.expose())
+                .with_context(|| format!("database {:?} of the configuration", d.name))?;
+            out.push((d.name.clone(), src));
+        }
+        return Ok(out);
+    }
     if out.is_empty()
         && let Ok(url) = std::env::var("DATABASE_URL")
         && !url.is_empty()
@@ -49,7 +59,8 @@ pub fn databases(a: &DatabasesArgs) -> Result<Vec<(String, DatabaseSource)>> {
     Ok(out)
 }
 
-fn media(list: &[String]) -> Result<Vec<(String, PathBuf)>> {
+/// The media folders named by flags, else by the configuration file, else by MEDIA_ROOT.
+fn media(g: &Global, list: &[String]) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for v in list {
         let (name, dir) = split_named(v);
@@ -60,6 +71,14 @@ fn media(list: &[String]) -> Result<Vec<(String, PathBuf)>> {
                 .unwrap_or_else(|| "media".into())
         });
         out.push((name, path));
+    }
+    if out.is_empty() && g.config.is_some() {
+        let config = super::service::load_config(g)?;
+        return Ok(config
+            .media
+            .iter()
+            .map(|m| (m.name.clone(), m.path.clone()))
+            .collect());
     }
     if out.is_empty()
         && let Some(root) = std::env::var_os("MEDIA_ROOT")
@@ -78,8 +97,8 @@ pub async fn typed_backup(g: &Global, a: BackupArgs, kind: &str) -> Result<i32> 
         other => bail!("--type {other:?} is not known: use full, database or media"),
     };
     let sources = Sources {
-        databases: databases(&a.dbs)?,
-        media: media(&a.media)?,
+        databases: databases(g, &a.dbs)?,
+        media: media(g, &a.media)?,
     };
     let mut scratch = Vec::new();
     for u in &a.scratch_url {
@@ -246,7 +265,7 @@ pub async fn verify_one(
     if test_restore {
         let server = match scratch {
             Some(u) => Some(DatabaseSource::parse(u).context("--scratch-url")?),
-            None => databases(&DatabasesArgs::default())?
+            None => databases(g, &DatabasesArgs::default())?
                 .into_iter()
                 .next()
                 .map(|(_, s)| s),
@@ -300,7 +319,7 @@ pub async fn import(g: &Global, a: ImportArgs) -> Result<i32> {
 }
 
 pub async fn health(g: &Global, a: DatabasesArgs) -> Result<i32> {
-    let dbs = databases(&a)?;
+    let dbs = databases(g, &a)?;
     if dbs.is_empty() {
         bail!("no database configured: give --database URL or set DATABASE_URL");
     }

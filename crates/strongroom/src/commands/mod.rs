@@ -1,10 +1,13 @@
 //! One module per command; `run` dispatches. Shared here: opening the repository.
 
+mod admin;
 mod backup;
 pub mod database;
 mod forget;
 mod key;
 mod restore;
+mod schedule;
+pub mod service;
 mod snapshots;
 mod verify;
 
@@ -34,13 +37,25 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Unlock(a) => key::unlock(g, a).await,
         Command::Import(a) => database::import(g, a).await,
         Command::Health(a) => database::health(g, a).await,
+        Command::Serve(a) => service::serve(g, a).await,
+        Command::Config(c) => admin::config(g, c).await,
+        Command::Setup(a) => admin::setup(g, a).await,
+        Command::Schedule(c) => schedule::schedule(g, c).await,
+        Command::Jobs(a) => schedule::jobs(g, a).await,
+        Command::Catalog(c) => admin::catalog(g, c).await,
+        Command::User(c) => admin::user(g, c).await,
     }
 }
 
-/// The storage named by `--repo`.
+/// The storage named by `--repo` (or, with a configuration file, its `[repository]`).
 pub fn storage(g: &Global) -> Result<Arc<dyn Storage>> {
     let Some(repo) = g.repo.as_deref() else {
-        bail!("no repository given: pass --repo PATH or set STRONGROOM_REPO");
+        if g.config.is_some() {
+            return service::repo_storage(&service::load_config(g)?);
+        }
+        bail!(
+            "no repository given: pass --repo PATH or set STRONGROOM_REPO (or give --config FILE)"
+        );
     };
     if repo.contains("://") {
         let scheme = repo.split("://").next().unwrap_or_default();
@@ -52,11 +67,19 @@ pub fn storage(g: &Global) -> Result<Arc<dyn Storage>> {
     Ok(Arc::new(LocalStorage::new(repo.into())))
 }
 
+/// The repository password: with a configuration file, its password settings first.
+pub fn password(g: &Global) -> Result<Vec<u8>> {
+    if g.config.is_some() && g.password_file.is_none() {
+        return service::repo_password(g, &service::load_config(g)?);
+    }
+    crate::password::repository(g.password_file.as_deref(), false)
+}
+
 /// Opens the repository with the password and loads its index.
 pub async fn open(g: &Global) -> Result<Arc<Repository>> {
     let storage = storage(g)?;
     let location = storage.location();
-    let password = crate::password::repository(g.password_file.as_deref(), false)?;
+    let password = password(g)?;
     let repo = Repository::open(storage, &password)
         .await
         .with_context(|| format!("opening repository {location}"))?;
