@@ -6,7 +6,10 @@
 //! - [`Runner::run_one`] leases the oldest queued job and runs it: full, database and media
 //!   backups ([`crate::full::run`] with the job's options), verification
 //!   ([`strongroom_repo::checker::check`] with a rotating read-data share whose position is
-//!   kept in the catalog), test restores, prune, and forget (retention). While it runs, a
+//!   kept in the catalog), test restores (the newest backups, or the snapshots a job names),
+//!   restores (`runner/restore.rs`: next to the live data, or replacing it after safety backups),
+//!   prune, and forget (retention, or the snapshots of a backup deleted by id). A job whose
+//!   options cannot be read fails without doing anything. While it runs, a
 //!   ticker heartbeats with progress; a cancellation request, a lost lease, the job's time
 //!   limit or [`Runner::abort_running`] stops it. The status is `success` only when every part
 //!   was saved (the dump tool exited 0, the snapshot committed) and, if asked, verified;
@@ -29,6 +32,7 @@ pub mod clock;
 mod execute;
 mod heartbeat;
 pub mod options;
+mod restore;
 pub mod retention;
 mod scheduling;
 pub mod sources;
@@ -50,7 +54,9 @@ use strongroom_storage::Storage;
 use tokio::sync::{broadcast, watch};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use options::{JobOptions, RetentionPolicy, ScheduleSettings, job_kind, source_key};
+pub use options::{
+    JobOptions, RestoreTarget, RetentionPolicy, ScheduleSettings, job_kind, source_key,
+};
 pub use scheduling::{
     MissedRun, RecoveryReport, ScheduleDefinition, ScheduledRun, SyncReport, TickReport,
     create_schedule, enqueue_job, enqueue_scheduled, set_schedule_enabled, sync_schedules,
@@ -519,7 +525,10 @@ impl Runner {
     }
 
     async fn run_leased(&self, job: Job) -> Result<(), RunnerError> {
-        let opts = JobOptions::from_metadata(&job.metadata);
+        // Options that cannot be read fail the job (below): it never runs with defaults it
+        // was not given.
+        let read = JobOptions::from_metadata(&job.metadata);
+        let opts = read.clone().unwrap_or_default();
         let estimate = self
             .shared
             .catalog
@@ -547,7 +556,10 @@ impl Runner {
             if let Some(h) = &self.shared.hook {
                 h.before_execute(&job).await;
             }
-            execute::run(self, &job, &opts, &ctx).await
+            match &read {
+                Ok(opts) => execute::run(self, &job, opts, &ctx).await,
+                Err(e) => Ok(JobOutcome::failed(format!("{e}; nothing was done"))),
+            }
         };
         let ended = tokio::select! {
             r = work => Ended::Done(r),

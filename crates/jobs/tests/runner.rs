@@ -365,6 +365,10 @@ on_both!(
     verification_rotates_read_data_slices,
     lost_lease_stops_the_job_and_the_other_instance_retries,
     test_restore_forget_prune_and_verify_jobs,
+    forget_by_id_removes_exactly_the_named_snapshots,
+    restore_jobs_restore_as_confirmed,
+    test_restore_of_named_snapshots,
+    unreadable_options_fail_the_job,
 );
 
 // -------------------------------------------------------------------------------- helpers
@@ -2127,4 +2131,375 @@ async fn test_restore_forget_prune_and_verify_jobs(env: Env) {
     assert_eq!(v.metadata["result"]["errors"], json!([]));
     assert!(v.bytes_read.unwrap() > 0);
     assert_eq!(v.metadata["result"]["snapshots"], json!(2));
+}
+
+// ------------------------------------------------------- jobs as the server enqueues them
+
+/// Enqueues a job with `metadata` exactly as the server writes it (crates/server/src/api/
+/// ops.rs), runs it, and returns it as recorded.
+async fn run_raw(runner: &Runner, kind: JobKind, source: &str, metadata: serde_json::Value) -> Job {
+    let mut new = strongroom_catalog::NewJob::new(kind, source, "admin");
+    new.metadata = metadata;
+    let job = runner
+        .catalog()
+        .jobs()
+        .enqueue(&new, runner.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        runner.run_one().await.unwrap(),
+        Outcome::TaskCompleted(job.id)
+    );
+    runner.catalog().jobs().get(job.id).await.unwrap()
+}
+
+/// The snapshot of `job` whose source is `name`.
+async fn part_of(env: &Env, job: &Job, name: &str) -> String {
+    let repo = env.opener.open().await.unwrap();
+    for id in &job.snapshot_ids {
+        let (_, snap) = repo.read_snapshot(id).await.unwrap();
+        if cache::source_name(&snap).as_deref() == Some(name) {
+            return id.clone();
+        }
+    }
+    panic!("job {} has no part {name}", job.id)
+}
+
+fn patients(db: &Path) -> String {
+    common::sqlite(db, "SELECT count(*) FROM patients;")
+        .trim()
+        .to_owned()
+}
+
+/// A backup deleted through the API: its forget job names the snapshots; exactly those go,
+/// even the newest verified backup; an unknown id or another source's snapshot removes
+/// nothing.
+async fn forget_by_id_removes_exactly_the_named_snapshots(env: Env) {
+    let runner = env.runner("worker-1");
+    let mut req = request(JobKind::Media, &["uploads"]);
+    req.options.verify = true;
+    let older = run_job(&runner, &req).await;
+    env.touch_media(1);
+    let newest = run_job(&runner, &req).await;
+    let db = run_job(&runner, &request(JobKind::Database, &["clinic"])).await;
+    for j in [&older, &newest, &db] {
+        assert_eq!(j.status, JobStatus::Success, "{:?}", j.error_message);
+    }
+    let before = env.repo_snapshots().await;
+    assert_eq!(before.len(), 3);
+
+    // Unknown id (with a known one): failed, nothing removed.
+    let unknown = "cd".repeat(32);
+    let f = run_raw(
+        &runner,
+        JobKind::Forget,
+        "uploads",
+        json!({"sources": ["uploads"], "backup_kind": "media", "target_job_id": newest.id,
+               "snapshot_ids": [newest.snapshot_ids[0], unknown], "reason": "deleted through the API"}),
+    )
+    .await;
+    assert_eq!(f.status, JobStatus::Failed);
+    let msg = f.error_message.clone().unwrap();
+    assert!(
+        msg.contains(&unknown) && msg.contains("nothing was removed"),
+        "{msg}"
+    );
+    assert_eq!(env.repo_snapshots().await, before);
+
+    // Another source's snapshot: failed, nothing removed.
+    let f = run_raw(
+        &runner,
+        JobKind::Forget,
+        "uploads",
+        json!({"sources": ["uploads"], "backup_kind": "media", "snapshot_ids": db.snapshot_ids}),
+    )
+    .await;
+    assert_eq!(f.status, JobStatus::Failed);
+    assert!(
+        f.error_message
+            .as_deref()
+            .unwrap()
+            .contains("nothing was removed"),
+        "{:?}",
+        f.error_message
+    );
+    assert_eq!(env.repo_snapshots().await, before);
+
+    // The newest verified media backup, deleted by the user: exactly it goes.
+    let gone = newest.snapshot_ids[0].clone();
+    assert!(env.catalog.snapshots().get(&gone).await.unwrap().is_some());
+    let f = run_raw(
+        &runner,
+        JobKind::Forget,
+        "uploads",
+        json!({"sources": ["uploads"], "backup_kind": "media", "target_job_id": newest.id,
+               "snapshot_ids": newest.snapshot_ids, "reason": "deleted through the API"}),
+    )
+    .await;
+    assert_eq!(f.status, JobStatus::Success, "{:?}", f.error_message);
+    assert_eq!(f.snapshot_ids, vec![gone.clone()]);
+    assert_eq!(f.metadata["result"]["removed"], json!([gone.clone()]));
+    let mut expected = before.clone();
+    expected.remove(&gone);
+    assert_eq!(env.repo_snapshots().await, expected);
+    assert!(env.catalog.snapshots().get(&gone).await.unwrap().is_none());
+    assert!(
+        env.catalog
+            .snapshots()
+            .get(&older.snapshot_ids[0])
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Restores as the server enqueues them after a confirmed preview: next to the live data,
+/// then replacing it after safety backups; what cannot be done fails and changes nothing.
+async fn restore_jobs_restore_as_confirmed(env: Env) {
+    let runner = env.runner("worker-1");
+    let backup = run_job(&runner, &request(JobKind::Full, &[])).await;
+    assert_eq!(
+        backup.status,
+        JobStatus::Success,
+        "{:?}",
+        backup.error_message
+    );
+    let original_a = std::fs::read(env.media.join("a.txt")).unwrap();
+    // The live data moves on.
+    common::sqlite(
+        &env.db_path,
+        "INSERT INTO patients (name) VALUES ('barbara');",
+    );
+    std::fs::write(env.media.join("a.txt"), b"changed").unwrap();
+    std::fs::write(env.media.join("new.txt"), b"new").unwrap();
+    let meta = |target: serde_json::Value| {
+        json!({
+            "target_job_id": backup.id,
+            "snapshot_ids": backup.snapshot_ids,
+            "target": target,
+            "safety_backup": target["replace"],
+            "confirmed_by": "admin",
+            "requested_via": "api",
+        })
+    };
+    let bid = backup.id;
+    let new_db = PathBuf::from(format!("{}_restored_{bid}", env.db_path.display()));
+    let new_media = PathBuf::from(format!("{}.restored-{bid}", env.media.display()));
+
+    // Next to the live data.
+    let r = run_raw(
+        &runner,
+        JobKind::Restore,
+        &backup.source,
+        meta(json!({"sources": ["clinic", "uploads"], "replace": false, "new_name": null})),
+    )
+    .await;
+    assert_eq!(r.status, JobStatus::Success, "{:?}", r.error_message);
+    assert_eq!(patients(&new_db), "3");
+    assert_eq!(patients(&env.db_path), "4");
+    assert_eq!(std::fs::read(new_media.join("a.txt")).unwrap(), original_a);
+    assert!(!new_media.join("new.txt").exists());
+    assert_eq!(std::fs::read(env.media.join("a.txt")).unwrap(), b"changed");
+    assert_eq!(r.snapshot_ids.len(), 2);
+    assert_eq!(
+        r.metadata["result"]["restored"].as_array().unwrap().len(),
+        2
+    );
+    assert!(
+        !r.metadata.to_string().contains("sqlite://"),
+        "{}",
+        r.metadata
+    );
+
+    // Again: the targets exist; nothing is written over.
+    let again = run_raw(
+        &runner,
+        JobKind::Restore,
+        &backup.source,
+        meta(json!({"sources": ["uploads"], "replace": false, "new_name": null})),
+    )
+    .await;
+    assert_eq!(again.status, JobStatus::Failed);
+    assert!(
+        again
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("already exists"),
+        "{:?}",
+        again.error_message
+    );
+
+    // What cannot be done: a part the backup does not have, new_name with replace.
+    for (target, why) in [
+        (
+            json!({"sources": ["nope"], "replace": false, "new_name": null}),
+            "has no part",
+        ),
+        (
+            json!({"sources": ["clinic"], "replace": true, "new_name": "x"}),
+            "exclude each other",
+        ),
+    ] {
+        let f = run_raw(&runner, JobKind::Restore, &backup.source, meta(target)).await;
+        assert_eq!(f.status, JobStatus::Failed);
+        let m = f.error_message.unwrap();
+        assert!(
+            m.contains(why) && m.contains("nothing was restored") && m.contains("supported"),
+            "{m}"
+        );
+    }
+    assert_eq!(patients(&env.db_path), "4");
+
+    // Replacing: safety backups first, then the live data is the backup's.
+    let before = env.repo_snapshots().await;
+    let r = run_raw(
+        &runner,
+        JobKind::Restore,
+        &backup.source,
+        meta(json!({"sources": ["clinic", "uploads"], "replace": true, "new_name": null})),
+    )
+    .await;
+    assert_eq!(r.status, JobStatus::Success, "{:?}", r.error_message);
+    assert_eq!(patients(&env.db_path), "3");
+    assert_eq!(std::fs::read(env.media.join("a.txt")).unwrap(), original_a);
+    assert!(!env.media.join("new.txt").exists());
+    let safety: Vec<String> = r.metadata["result"]["safety_backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(safety.len(), 2, "{}", r.metadata);
+    let after = env.repo_snapshots().await;
+    let repo = env.opener.open().await.unwrap();
+    for id in &safety {
+        assert!(!before.contains(id) && after.contains(id));
+        let (_, snap) = repo.read_snapshot(id).await.unwrap();
+        assert!(
+            snap.tags.contains(&"safety-before-restore".to_owned()),
+            "{:?}",
+            snap.tags
+        );
+        assert!(
+            cache::source_name(&snap)
+                .unwrap()
+                .ends_with("-before-restore"),
+            "{:?}",
+            snap.meta
+        );
+    }
+    // The replaced media folder is kept aside.
+    let aside = PathBuf::from(format!("{}.before-restore-{}", env.media.display(), r.id));
+    assert_eq!(std::fs::read(aside.join("new.txt")).unwrap(), b"new");
+}
+
+/// A test restore of a given backup proves that backup's database, not the newest one.
+async fn test_restore_of_named_snapshots(env: Env) {
+    let runner = env.runner("worker-1");
+    let first = run_job(&runner, &request(JobKind::Full, &[])).await;
+    common::sqlite(
+        &env.db_path,
+        "INSERT INTO patients (name) VALUES ('barbara');",
+    );
+    let second = run_job(&runner, &request(JobKind::Full, &[])).await;
+    assert_eq!(second.status, JobStatus::Success);
+    let first_db = part_of(&env, &first, "clinic").await;
+
+    let tr = run_raw(
+        &runner,
+        JobKind::TestRestore,
+        "clinic",
+        json!({"target_job_id": first.id, "snapshot_ids": first.snapshot_ids,
+               "sources": ["clinic"], "requested_via": "api"}),
+    )
+    .await;
+    assert_eq!(tr.status, JobStatus::Success, "{:?}", tr.error_message);
+    assert_eq!(tr.snapshot_ids, vec![first_db.clone()]);
+    let rec = env
+        .catalog
+        .snapshots()
+        .get(&first_db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rec.test_restored_at.is_some());
+    let second_db = part_of(&env, &second, "clinic").await;
+    let rec = env
+        .catalog
+        .snapshots()
+        .get(&second_db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rec.test_restored_at.is_none());
+
+    // A snapshot that is gone fails; so does a backup without a database part.
+    let gone = "ef".repeat(32);
+    let f = run_raw(
+        &runner,
+        JobKind::TestRestore,
+        "clinic",
+        json!({"snapshot_ids": [gone], "sources": ["clinic"]}),
+    )
+    .await;
+    assert_eq!(f.status, JobStatus::Failed);
+    assert!(
+        f.error_message
+            .as_deref()
+            .unwrap()
+            .contains("not in the repository"),
+        "{:?}",
+        f.error_message
+    );
+    let media = part_of(&env, &first, "uploads").await;
+    let f = run_raw(
+        &runner,
+        JobKind::TestRestore,
+        "clinic",
+        json!({"snapshot_ids": [media], "sources": ["clinic"]}),
+    )
+    .await;
+    assert_eq!(f.status, JobStatus::Failed);
+    assert!(
+        f.error_message
+            .as_deref()
+            .unwrap()
+            .contains("is a database backup"),
+        "{:?}",
+        f.error_message
+    );
+}
+
+/// Metadata the runner cannot read fails the job; it never runs with default options.
+async fn unreadable_options_fail_the_job(env: Env) {
+    let runner = env.runner("worker-1");
+    let j = run_raw(
+        &runner,
+        JobKind::Media,
+        "uploads",
+        json!({"sources": ["uploads"], "verify": "yes"}),
+    )
+    .await;
+    assert_eq!(j.status, JobStatus::Failed);
+    let m = j.error_message.unwrap();
+    assert!(m.starts_with("job options unreadable: "), "{m}");
+    assert!(j.snapshot_ids.is_empty());
+    assert!(env.repo_snapshots().await.is_empty());
+    // A forget whose snapshot ids are not a list removes nothing either.
+    let b = run_job(&runner, &request(JobKind::Media, &["uploads"])).await;
+    let f = run_raw(
+        &runner,
+        JobKind::Forget,
+        "uploads",
+        json!({"sources": ["uploads"], "snapshot_ids": b.snapshot_ids[0]}),
+    )
+    .await;
+    assert_eq!(f.status, JobStatus::Failed);
+    assert!(
+        f.error_message
+            .unwrap()
+            .starts_with("job options unreadable: ")
+    );
+    assert_eq!(env.repo_snapshots().await.len(), 1);
 }

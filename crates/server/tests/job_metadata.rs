@@ -3,7 +3,7 @@
 //! (`crates/jobs/src/runner/options.rs`). The server must not depend on strongroom-jobs, so
 //! this test mirrors the runner's reader: `JobOptions` below has the runner's field names and
 //! types, and is read the way `JobOptions::from_metadata` reads (serde, unknown keys ignored).
-//! The runner falls back to *no options at all* when the metadata does not deserialize, so
+//! The runner fails a job whose metadata does not deserialize ("job options unreadable"), so
 //! every job the server writes must deserialize here, strictly, with the intended values; and
 //! its catalog `source` must be the runner's `source_key(kind, sources)`.
 //!
@@ -63,6 +63,26 @@ struct JobOptions {
     retry_of: Option<i64>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    snapshot_ids: Vec<String>,
+    #[serde(default)]
+    target_job_id: Option<i64>,
+    #[serde(default)]
+    target: Option<RestoreTarget>,
+    #[serde(default)]
+    safety_backup: bool,
+}
+
+/// The runner's `RestoreTarget`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[allow(dead_code)]
+struct RestoreTarget {
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default)]
+    replace: bool,
+    #[serde(default)]
+    new_name: Option<String>,
 }
 
 /// The runner's `source_key`.
@@ -414,6 +434,8 @@ async fn follow_up_jobs_carry_their_target_and_the_runners_options() {
         JobOptions {
             sources: vec!["clinic".into()],
             read_data_subset: Some(100),
+            snapshot_ids: vec!["ab".repeat(32)],
+            target_job_id: Some(b.id),
             ..JobOptions::default()
         }
     );
@@ -437,6 +459,8 @@ async fn follow_up_jobs_carry_their_target_and_the_runners_options() {
         options(&j),
         JobOptions {
             sources: vec!["clinic".into()],
+            snapshot_ids: vec!["ab".repeat(32)],
+            target_job_id: Some(b.id),
             ..JobOptions::default()
         }
     );
@@ -485,6 +509,8 @@ async fn follow_up_jobs_carry_their_target_and_the_runners_options() {
         JobOptions {
             sources: vec!["clinic".into()],
             backup_kind: Some(JobKind::Database),
+            snapshot_ids: vec!["ab".repeat(32)],
+            target_job_id: Some(b.id),
             ..JobOptions::default()
         }
     );

@@ -20,7 +20,8 @@ use strongroom_catalog::{
 use strongroom_repo::archiver::Progress as Counters;
 use strongroom_repo::checker::{self, ReadData};
 use strongroom_repo::lock::{self, LockGuard};
-use strongroom_repo::{RepoError, Repository, prune};
+use strongroom_repo::{Id, RepoError, Repository, Snapshot, prune};
+use strongroom_sources::DatabaseSource;
 
 use super::cache::record_for;
 use super::options::JobOptions;
@@ -81,16 +82,16 @@ impl JobCtx {
 
 /// A repository lock that is released when the job ends, also when the job's future is
 /// dropped (cancelled, timed out, aborted).
-struct HeldLock(Option<LockGuard>);
+pub(super) struct HeldLock(Option<LockGuard>);
 
 impl HeldLock {
-    fn guard(&self) -> Result<&LockGuard, RunnerError> {
+    pub(super) fn guard(&self) -> Result<&LockGuard, RunnerError> {
         self.0
             .as_ref()
             .ok_or_else(|| RunnerError::Invalid("the repository lock was already released".into()))
     }
 
-    async fn release(mut self) -> Option<String> {
+    pub(super) async fn release(mut self) -> Option<String> {
         match self.0.take() {
             Some(g) => g.release().await.err().map(|e| e.to_string()),
             None => None,
@@ -112,7 +113,7 @@ impl Drop for HeldLock {
 
 /// Opens the repository, takes the lock (waiting up to `lock_wait` for a conflicting one)
 /// and reloads the index under it.
-async fn open_locked(
+pub(super) async fn open_locked(
     runner: &Runner,
     exclusive: bool,
     purpose: &str,
@@ -151,19 +152,14 @@ pub(super) async fn run(
         JobKind::TestRestore => test_restore_job(runner, job, opts, ctx).await,
         JobKind::Prune => prune_job(runner, opts, ctx).await,
         JobKind::Forget => forget(runner, opts, ctx).await,
-        JobKind::Restore | JobKind::Import => Ok(JobOutcome::failed(format!(
-            "{} jobs are not run by the service yet: use `strongroom {}` on the command line",
-            job.kind,
-            if job.kind == JobKind::Restore {
-                "restore"
-            } else {
-                "import"
-            }
-        ))),
+        JobKind::Restore => super::restore::run(runner, job, opts, ctx).await,
+        JobKind::Import => Ok(JobOutcome::failed(
+            "import jobs are not run by the service yet: use `strongroom import` on the command line",
+        )),
     }
 }
 
-fn join_notes(mut message: Option<String>, notes: &[String]) -> Option<String> {
+pub(super) fn join_notes(mut message: Option<String>, notes: &[String]) -> Option<String> {
     if notes.is_empty() {
         return message;
     }
@@ -316,13 +312,45 @@ struct RestoreResult {
     result: Result<TestRestoreReport, String>,
 }
 
-/// Test-restores the newest backup of each named database (all when none are named).
+/// Test-restores one database snapshot (into a scratch database on `server`) and records a
+/// success in the snapshot cache.
+async fn prove(
+    runner: &Runner,
+    repo: &Arc<Repository>,
+    id: &Id,
+    snap: &Snapshot,
+    server: Option<&DatabaseSource>,
+) -> Result<Result<TestRestoreReport, String>, RunnerError> {
+    let result = database::test_restore(repo, id, snap, server).await;
+    if result.is_ok() {
+        let now = runner.now();
+        runner
+            .catalog()
+            .snapshots()
+            .upsert(&record_for(id, snap))
+            .await?;
+        runner
+            .catalog()
+            .snapshots()
+            .mark_test_restored(&id.to_hex(), now)
+            .await?;
+    }
+    Ok(result.map_err(|e| e.to_string()))
+}
+
+/// Test-restores the newest backup of each named database (all when none are named); or,
+/// when `ids` are given, exactly those snapshots (their database parts: media parts are
+/// skipped, and so are databases `names` leaves out).
 async fn test_restores(
     runner: &Runner,
     repo: &Arc<Repository>,
     names: &[String],
+    ids: &[String],
     ctx: &JobCtx,
 ) -> Result<Vec<RestoreResult>, RunnerError> {
+    if !ids.is_empty() {
+        return test_restores_of(runner, repo, names, ids, ctx).await;
+    }
     let (snaps, _) = repo.list_snapshots().await?;
     let mut out = Vec::new();
     for db in runner.sources().databases_named(names) {
@@ -342,23 +370,99 @@ async fn test_restores(
             continue;
         };
         let server = db.drill.as_ref().unwrap_or(&db.source);
-        let result = database::test_restore(repo, id, snap, Some(server)).await;
-        if result.is_ok() {
-            let now = runner.now();
-            runner
-                .catalog()
-                .snapshots()
-                .upsert(&record_for(id, snap))
-                .await?;
-            runner
-                .catalog()
-                .snapshots()
-                .mark_test_restored(&id.to_hex(), now)
-                .await?;
-        }
+        let result = prove(runner, repo, id, snap, Some(server)).await?;
         out.push(RestoreResult {
             name: db.name.clone(),
-            result: result.map_err(|e| e.to_string()),
+            result,
+        });
+    }
+    Ok(out)
+}
+
+/// Test-restores the named snapshots (full ids, as the server sends a backup's). A snapshot
+/// that is not in the repository is a failed result, not a reason to prove another one.
+async fn test_restores_of(
+    runner: &Runner,
+    repo: &Arc<Repository>,
+    names: &[String],
+    ids: &[String],
+    ctx: &JobCtx,
+) -> Result<Vec<RestoreResult>, RunnerError> {
+    let present: HashSet<String> = repo
+        .storage()
+        .list(strongroom_storage::Kind::Snapshot)
+        .await
+        .map_err(|e| RunnerError::Invalid(format!("listing snapshots: {e}")))?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for hex in ids {
+        if !seen.insert(hex.as_str()) {
+            continue;
+        }
+        let shown = hex.get(..8).unwrap_or(hex);
+        let id = match Id::from_hex(hex) {
+            Ok(id) if present.contains(&id.to_hex()) => id,
+            Ok(_) => {
+                out.push(RestoreResult {
+                    name: format!("snapshot {shown}"),
+                    result: Err(format!(
+                        "snapshot {shown} is not in the repository (removed by retention or \
+                         deleted?): nothing to test-restore"
+                    )),
+                });
+                continue;
+            }
+            Err(e) => {
+                out.push(RestoreResult {
+                    name: format!("snapshot {shown}"),
+                    result: Err(format!("{hex:?} is not a snapshot id: {e}")),
+                });
+                continue;
+            }
+        };
+        let snap = match repo.read_snapshot(&id.to_hex()).await {
+            Ok((_, snap)) => snap,
+            Err(e) => {
+                out.push(RestoreResult {
+                    name: format!("snapshot {shown}"),
+                    result: Err(format!("snapshot {shown} cannot be read: {e}")),
+                });
+                continue;
+            }
+        };
+        // A full backup's media part, or a database the job does not name.
+        let Some(meta) = DatabaseMeta::of(&snap) else {
+            continue;
+        };
+        if !names.is_empty() && !names.contains(&meta.name) {
+            continue;
+        }
+        ctx.set_phase(format!(
+            "test restore of {:?} (snapshot {shown})",
+            meta.name
+        ));
+        let sources = runner.sources();
+        let scratch = sources.scratch_servers();
+        let server = sources
+            .databases
+            .iter()
+            .find(|d| d.name == meta.name && d.source.engine() == meta.engine)
+            .map(|d| d.drill.as_ref().unwrap_or(&d.source))
+            .or_else(|| scratch.iter().find(|s| s.engine() == meta.engine))
+            .or_else(|| {
+                sources
+                    .databases
+                    .iter()
+                    .map(|d| &d.source)
+                    .find(|s| s.engine() == meta.engine)
+            });
+        let result = prove(runner, repo, &id, &snap, server).await?;
+        out.push(RestoreResult {
+            name: meta.name.clone(),
+            result,
         });
     }
     Ok(out)
@@ -409,7 +513,7 @@ async fn verification(
     ctx.set_phase("verifying the repository");
     let report = checker::check(&repo, read).await;
     let restores = match &report {
-        Ok(_) if opts.test_restore => test_restores(runner, &repo, &opts.sources, ctx).await,
+        Ok(_) if opts.test_restore => test_restores(runner, &repo, &opts.sources, &[], ctx).await,
         _ => Ok(Vec::new()),
     };
     let mut notes = Vec::new();
@@ -503,16 +607,27 @@ async fn test_restore_job(
     opts: &JobOptions,
     ctx: &JobCtx,
 ) -> Result<JobOutcome, RunnerError> {
-    if runner.sources().databases_named(&opts.sources).is_empty() {
+    if opts.snapshot_ids.is_empty() && runner.sources().databases_named(&opts.sources).is_empty() {
         return Ok(JobOutcome::failed(
             "no database to test-restore: configure a [[database]] (or DATABASE_URL) or name one",
         ));
     }
     let (repo, held) = open_locked(runner, false, "test restore", ctx).await?;
-    let restores = test_restores(runner, &repo, &opts.sources, ctx).await;
+    let restores = test_restores(runner, &repo, &opts.sources, &opts.snapshot_ids, ctx).await;
     let note = held.release().await;
     let restores = restores?;
-    let failures = restore_failures(&restores);
+    let mut failures = restore_failures(&restores);
+    if restores.is_empty() {
+        failures.push(format!(
+            "none of the snapshots {} is a database backup{}: nothing was test-restored",
+            opts.snapshot_ids.join(", "),
+            if opts.sources.is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", opts.sources.join(", "))
+            }
+        ));
+    }
     let mut outcome = JobOutcome::new(if failures.is_empty() {
         JobStatus::Success
     } else {
@@ -567,9 +682,20 @@ async fn forget(
     opts: &JobOptions,
     ctx: &JobCtx,
 ) -> Result<JobOutcome, RunnerError> {
-    let Some(policy) = opts.retention.filter(|p| !p.is_empty()) else {
+    let policy = opts.retention.filter(|p| !p.is_empty());
+    if !opts.snapshot_ids.is_empty() {
+        if policy.is_some() {
+            return Ok(JobOutcome::failed(
+                "a forget job names either snapshots (snapshot_ids) or a retention policy, not \
+                 both; nothing was removed",
+            ));
+        }
+        return forget_ids(runner, opts, ctx).await;
+    }
+    let Some(policy) = policy else {
         return Ok(JobOutcome::failed(
-            "a forget job needs a retention policy (keep_last, keep_daily, …); nothing was removed",
+            "a forget job needs a retention policy (keep_last, keep_daily, …) or the snapshots \
+             to remove (snapshot_ids); nothing was removed",
         ));
     };
     let names = if opts.sources.is_empty() {
@@ -604,6 +730,114 @@ async fn forget(
         "dry_run": opts.dry_run,
         "summary": plan.describe(),
         "plan": plan,
+        "removed": removed,
+    }));
+    Ok(outcome)
+}
+
+/// Forget by id (a backup deleted through the API): removes exactly the named snapshots,
+/// under the exclusive lock, and their cache rows. The newest verified backup of a source is
+/// not protected here: deleting it is the user's explicit decision (the server asks for an
+/// override). Every id must name a snapshot of the job's sources that can be read, or nothing
+/// is removed.
+async fn forget_ids(
+    runner: &Runner,
+    opts: &JobOptions,
+    ctx: &JobCtx,
+) -> Result<JobOutcome, RunnerError> {
+    let mut wanted: Vec<Id> = Vec::new();
+    for hex in &opts.snapshot_ids {
+        match Id::from_hex(hex) {
+            Ok(id) if !wanted.contains(&id) => wanted.push(id),
+            Ok(_) => {}
+            Err(e) => {
+                return Ok(JobOutcome::failed(format!(
+                    "{hex:?} is not a snapshot id ({e}); nothing was removed"
+                )));
+            }
+        }
+    }
+    let (repo, held) = open_locked(runner, true, "forget", ctx).await?;
+    ctx.set_phase("checking the snapshots to remove");
+    let result = async {
+        let present: HashSet<String> = repo
+            .storage()
+            .list(strongroom_storage::Kind::Snapshot)
+            .await
+            .map_err(|e| RunnerError::Invalid(format!("listing snapshots: {e}")))?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|id| !present.contains(&id.to_hex()))
+            .map(Id::to_hex)
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Err(format!(
+                "no snapshot {} in the repository (already removed?); nothing was removed",
+                missing.join(", ")
+            )));
+        }
+        let mut planned = Vec::new();
+        for id in &wanted {
+            let (_, snap) = match repo.read_snapshot(&id.to_hex()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "snapshot {} cannot be read ({e}); nothing was removed: run \
+                         `strongroom verify`",
+                        id.short()
+                    )));
+                }
+            };
+            let source = super::cache::source_name(&snap);
+            if !opts.sources.is_empty()
+                && !source.as_ref().is_some_and(|s| opts.sources.contains(s))
+            {
+                return Ok(Err(format!(
+                    "snapshot {} belongs to {}, not to {}; nothing was removed",
+                    id.short(),
+                    source.as_deref().unwrap_or("no configured source"),
+                    opts.sources.join(", ")
+                )));
+            }
+            planned.push(json!({
+                "id": id.to_hex(),
+                "time": snap.timestamp(),
+                "source": source,
+            }));
+        }
+        let mut removed = Vec::new();
+        if !opts.dry_run {
+            ctx.set_phase("removing snapshots");
+            held.guard()?.check().await?;
+            for id in &wanted {
+                let hex = id.to_hex();
+                repo.delete_snapshot(id).await?;
+                runner.catalog().snapshots().delete(&hex).await?;
+                removed.push(hex);
+            }
+        }
+        Ok::<_, RunnerError>(Ok((planned, removed)))
+    }
+    .await;
+    let note = held.release().await;
+    let (planned, removed) = match result? {
+        Ok(done) => done,
+        Err(message) => return Ok(JobOutcome::failed(message)),
+    };
+    let mut outcome = JobOutcome::success();
+    outcome.error_message = note.map(|e| format!("the repository lock could not be released: {e}"));
+    outcome.snapshot_ids.clone_from(&removed);
+    outcome.metadata = Some(json!({
+        "dry_run": opts.dry_run,
+        "summary": format!(
+            "{} snapshot(s) named by id {}",
+            planned.len(),
+            if opts.dry_run { "would be removed" } else { "removed" }
+        ),
+        "plan": { "by_id": planned },
         "removed": removed,
     }));
     Ok(outcome)

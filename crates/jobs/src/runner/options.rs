@@ -171,6 +171,40 @@ pub struct JobOptions {
     /// Tags for the snapshots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Snapshots (full hex ids) a job is about, as the server writes them for a backup's
+    /// follow-up jobs: a forget removes exactly these (a backup deleted through the API); a
+    /// test restore proves these (their database parts); a restore restores from these. A
+    /// verification ignores them (it checks the whole repository).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_ids: Vec<String>,
+    /// Follow-up jobs (verification, test restore, restore, forget): the backup job they are
+    /// about (a restore names its new database and folder after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_job_id: Option<i64>,
+    /// Restore: what to restore and where (the confirmed preview's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RestoreTarget>,
+    /// Restore: take a safety backup of what is replaced first (the server asks for it with
+    /// every replacing restore; the runner takes one whenever it replaces, asked or not).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub safety_backup: bool,
+}
+
+/// Where a restore job puts a backup's parts, as the server's restore preview described it
+/// (`{"sources": [...], "replace": bool, "new_name": "..." | null}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreTarget {
+    /// The sources (parts of the backup) to restore; empty: every part of the backup.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Replace the live database / media folder (after a safety backup); otherwise restore
+    /// next to it: a database `<name>_restored_<backup id>` (or `new_name`), a media folder
+    /// `<folder>.restored-<backup id>`.
+    #[serde(default)]
+    pub replace: bool,
+    /// The new database's name when not replacing (one database only).
+    #[serde(default)]
+    pub new_name: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -179,10 +213,16 @@ fn is_false(b: &bool) -> bool {
 
 impl JobOptions {
     /// Reads the options from a job's metadata (unknown keys, such as a finished job's
-    /// `result`, are ignored).
-    #[must_use]
-    pub fn from_metadata(v: &Value) -> Self {
-        serde_json::from_value(v.clone()).unwrap_or_default()
+    /// `result`, are ignored; `null` metadata reads as no options).
+    ///
+    /// # Errors
+    /// When a known key has a value of the wrong type (or the metadata is not an object): the
+    /// job must then fail, not run with options it was not given.
+    pub fn from_metadata(v: &Value) -> Result<Self, String> {
+        if v.is_null() {
+            return Ok(JobOptions::default());
+        }
+        serde_json::from_value(v.clone()).map_err(|e| format!("job options unreadable: {e}"))
     }
 
     /// The metadata to store.
@@ -269,6 +309,36 @@ mod tests {
         };
         let mut m = o.to_metadata();
         m["result"] = serde_json::json!({"x": 1});
-        assert_eq!(JobOptions::from_metadata(&m), o);
+        assert_eq!(JobOptions::from_metadata(&m), Ok(o));
+        assert_eq!(
+            JobOptions::from_metadata(&Value::Null),
+            Ok(JobOptions::default())
+        );
+    }
+
+    #[test]
+    fn unreadable_options_are_an_error() {
+        let e = JobOptions::from_metadata(&serde_json::json!({"verify": "yes"})).unwrap_err();
+        assert!(e.starts_with("job options unreadable: "), "{e}");
+        assert!(JobOptions::from_metadata(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn reads_what_the_server_writes_for_a_restore() {
+        let m = serde_json::json!({
+            "target_job_id": 7, "snapshot_ids": ["ab"], "confirmed_by": "admin",
+            "target": {"sources": ["clinic"], "replace": false, "new_name": null},
+            "safety_backup": false, "requested_via": "api",
+        });
+        let o = JobOptions::from_metadata(&m).unwrap();
+        assert_eq!(o.snapshot_ids, vec!["ab".to_owned()]);
+        assert_eq!(
+            o.target,
+            Some(RestoreTarget {
+                sources: vec!["clinic".into()],
+                replace: false,
+                new_name: None,
+            })
+        );
     }
 }

@@ -385,7 +385,10 @@ pub async fn enqueue_scheduled(
 
 /// Re-enqueues an interrupted scheduled job once.
 pub(super) async fn retry(runner: &Runner, job: &Job) -> Result<Option<Enqueued>, RunnerError> {
-    let mut options = JobOptions::from_metadata(&job.metadata);
+    // Options that cannot be read failed the job; a retry would fail the same way.
+    let Ok(mut options) = JobOptions::from_metadata(&job.metadata) else {
+        return Ok(None);
+    };
     if options.retry_of.is_some() {
         return Ok(None);
     }

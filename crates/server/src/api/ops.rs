@@ -12,8 +12,9 @@
 //! carries `schedule` and `retention`, a verification may carry `read_data_subset`, a forget
 //! carries `backup_kind`; follow-up jobs (verification, test_restore, restore, forget) also
 //! carry `metadata.target_job_id` and `metadata.snapshot_ids`; a restore carries
-//! `metadata.target` and `metadata.safety_backup`. A value of the wrong type would make the
-//! runner read none of the options, so only the runner's types are written under its keys.
+//! `metadata.target` and `metadata.safety_backup`. A value of the wrong type makes the runner
+//! fail the job ("job options unreadable"), so only the runner's types are written under its
+//! keys.
 //! Must not run any of that work here.
 
 use std::net::IpAddr;
