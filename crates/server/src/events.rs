@@ -26,7 +26,7 @@ use crate::state::AppState;
 pub(crate) fn register(r: &mut Registry) {
     r.v1(Method::GET, "/api/v1/events", Permission::Read,
         Doc::new("events", "Server-sent events: `job` events with a job's id, kind, source, status and progress when they change")
-            .ok_as(200, "text/event-stream", string()), events);
+            .ok_as(200, "text/event-stream", sse_event(&["job"])), events);
 }
 
 type Seen = HashMap<i64, (String, String)>;

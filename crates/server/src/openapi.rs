@@ -67,6 +67,20 @@ pub(crate) mod s {
         let names: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
         obj(props, &names)
     }
+    /// One server-sent event of a `text/event-stream` response. Before OpenAPI 3.2 the
+    /// `schema` of an event stream describes each event (tools such as schemathesis read it
+    /// so), as an object of the event's fields; `data` is the JSON text of the event.
+    pub(crate) fn sse_event(names: &[&str]) -> Value {
+        obj(
+            &[
+                ("event", enumeration(names)),
+                ("data", string()),
+                ("id", string()),
+                ("retry", int()),
+            ],
+            &["event", "data"],
+        )
+    }
     /// Integer with bounds.
     pub(crate) fn int_range(min: i64, max: i64) -> Value {
         json!({"type": "integer", "minimum": min, "maximum": max})

@@ -588,6 +588,14 @@ struct Serve {
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// A test that fails half-way must not leave a service running.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start_serve(e: &Env, args: &[&str]) -> Serve {
     let http = !args.contains(&"--no-http");
     let mut full = vec!["serve"];
@@ -683,7 +691,7 @@ fn serve_killed_mid_job_marks_it_interrupted_and_the_retry_runs() {
         .json()["job_id"]
         .as_i64()
         .unwrap();
-    let serve = start_serve(&e, &["--no-http"]);
+    let mut serve = start_serve(&e, &["--no-http"]);
     wait_for("the prune job to start", Duration::from_secs(60), || {
         e.job(job)["status"] == "in_progress"
     });
@@ -695,9 +703,8 @@ fn serve_killed_mid_job_marks_it_interrupted_and_the_retry_runs() {
         "still waiting for the lock: {j}"
     );
     assert!(j["heartbeat_at"].is_string());
-    let mut child = serve.child;
-    kill(child.id(), "-9");
-    let _ = child.wait();
+    kill(serve.child.id(), "-9");
+    let _ = serve.child.wait();
     let log = serve.log.lock().unwrap().clone();
     assert_eq!(
         e.job(job)["status"],
@@ -759,9 +766,9 @@ fn serve_killed_mid_job_marks_it_interrupted_and_the_retry_runs() {
     );
 
     // SIGTERM stops it cleanly.
-    let mut child = serve.child;
-    kill(child.id(), "-TERM");
-    let status = child.wait().unwrap();
+    let mut serve = serve;
+    kill(serve.child.id(), "-TERM");
+    let status = serve.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", serve.log.lock().unwrap());
     assert!(serve.log.lock().unwrap().contains("stopped"));
 }
@@ -922,7 +929,7 @@ fn two_serve_instances_on_a_postgres_catalog_take_over_a_dead_ones_job() {
         jobs.iter().all(|r| r["status"] != "in_progress"),
         "{jobs:?}"
     );
-    let mut child = alive.child;
-    kill(child.id(), "-TERM");
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut alive = alive;
+    kill(alive.child.id(), "-TERM");
+    assert_eq!(alive.child.wait().unwrap().code(), Some(0));
 }

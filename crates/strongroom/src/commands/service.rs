@@ -259,31 +259,42 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<i32> {
         });
     }
 
-    // Workers.
+    // Workers, on their own runtime whose threads run at a lower CPU priority: on a small
+    // machine a backup's hashing and compression must not delay the API's answers.
+    let jobs_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::try_from(workers).unwrap_or(1).clamp(1, 4))
+        .thread_name("strongroom-job")
+        .on_thread_start(lower_priority)
+        .enable_all()
+        .build()
+        .context("starting the job runtime")?;
     for n in 0..workers {
         let worker = runner.for_worker(worker_id(n));
         let mut stop = stop_rx.clone();
-        tasks.spawn(async move {
-            loop {
-                if *stop.borrow() {
-                    break;
-                }
-                let idle = match worker.run_one().await {
-                    Ok(Outcome::TaskCompleted(_)) => false,
-                    Ok(Outcome::EmptyQueue) => true,
-                    Err(e) => {
-                        log(&format!("error: worker {}: {e}", worker.worker_id()));
-                        true
+        tasks.spawn_on(
+            async move {
+                loop {
+                    if *stop.borrow() {
+                        break;
                     }
-                };
-                if idle {
-                    tokio::select! {
-                        () = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = stop.wait_for(|s| *s) => break,
+                    let idle = match worker.run_one().await {
+                        Ok(Outcome::TaskCompleted(_)) => false,
+                        Ok(Outcome::EmptyQueue) => true,
+                        Err(e) => {
+                            log(&format!("error: worker {}: {e}", worker.worker_id()));
+                            true
+                        }
+                    };
+                    if idle {
+                        tokio::select! {
+                            () = tokio::time::sleep(IDLE_POLL) => {}
+                            _ = stop.wait_for(|s| *s) => break,
+                        }
                     }
                 }
-            }
-        });
+            },
+            jobs_rt.handle(),
+        );
     }
 
     // HTTP.
@@ -332,9 +343,19 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<i32> {
     // Let the last events reach the log; the logger itself ends only with every runner.
     tokio::time::sleep(Duration::from_millis(100)).await;
     logger.abort();
+    jobs_rt.shutdown_background();
     catalog.close().await;
     log("stopped");
     Ok(0)
+}
+
+/// Lowers the calling thread's CPU priority (nice 10); a failure only costs responsiveness.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        let _ = rustix::process::setpriority_process(Some(tid), 10);
+    }
 }
 
 /// Waits for SIGINT or SIGTERM.
