@@ -506,6 +506,34 @@ def fmt_size_range(md):
     return f"{h(md['min_file'])} to {h(md['max_file'])} per file"
 
 
+def kept_sections(path):
+    """The sections of an existing report that other scripts or people wrote, each between
+    `<!-- NAME: begin ... -->` and `<!-- NAME: end -->`: a new report keeps them."""
+    try:
+        with open(path) as fh:
+            old = fh.read()
+    except FileNotFoundError:
+        return ""
+    out, pos = [], 0
+    while True:
+        b = old.find("<!-- ", pos)
+        if b < 0:
+            break
+        head_end = old.find("-->", b)
+        head = old[b + 5:head_end]
+        if ": begin" not in head:
+            pos = head_end + 3
+            continue
+        name = head.split(": begin")[0]
+        end_mark = f"<!-- {name}: end -->"
+        e = old.find(end_mark, head_end)
+        if e < 0:
+            break
+        out.append(old[b:e + len(end_mark)])
+        pos = e + len(end_mark)
+    return "".join("\n" + s + "\n" for s in out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -515,6 +543,7 @@ def main():
         res = json.load(fh)
     text = render(res)
     if a.out:
+        text += kept_sections(a.out)
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
         with open(a.out, "w") as fh:
             fh.write(text + "\n")

@@ -4,8 +4,15 @@
 //! archive without compression, MySQL/MariaDB SQL script, SQLite database file), so an
 //! export is exactly what `pg_restore`, `mariadb` or `sqlite3` take. Its `meta` records:
 //! `{"type": "database", "name", "engine", "manifest", "globals_sql"?, "recovery_point"?,
-//! "imported_from"?}`. A backup is committed only after the dump tool exited 0 and the
-//! manifest was read; otherwise no snapshot exists.
+//! "imported_from"?, "format"?, "jobs"?}`. A backup is committed only after the dump tool
+//! exited 0 and the manifest was read; otherwise no snapshot exists.
+//!
+//! A PostgreSQL source set to dump in parallel ([`DatabaseSource::with_parallel_jobs`] > 1)
+//! is instead dumped with `pg_dump -Fd -j N -Z0` into a private temporary folder, which is
+//! backed up as a folder snapshot holding one folder, `<name>.pgdir` (`"format":
+//! "directory"`, `"jobs": N`), and removed afterwards whatever happened. Its restore puts the
+//! folder back in a private temporary folder and runs `pg_restore -Fd -j N`; its export is a
+//! tar that unpacks to that folder, for `pg_restore -Fd`.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -16,7 +23,7 @@ use strongroom_repo::lock::LockGuard;
 use strongroom_repo::restorer::{self, BlobReader};
 use strongroom_repo::{Id, Repository, Snapshot, SnapshotKind};
 use strongroom_sources::{
-    DatabaseSource, DatabaseUrl, Engine, Manifest, RestoreOptions, RestoreReport,
+    DatabaseSource, DatabaseUrl, Engine, Manifest, PrivateDir, RestoreOptions, RestoreReport,
 };
 
 use crate::{JobError, Result};
@@ -42,19 +49,56 @@ pub struct DatabaseMeta {
     /// The file an imported dump came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
+    /// How the dump is stored: absent for one stream (archive, script or file),
+    /// [`DIRECTORY_FORMAT`] for a PostgreSQL parallel dump stored as a folder snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The `pg_dump -j` workers of a directory dump; its restore uses as many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<u32>,
 }
+
+/// [`DatabaseMeta::format`] of a PostgreSQL directory-format dump (`pg_dump -Fd`).
+pub const DIRECTORY_FORMAT: &str = "directory";
 
 impl DatabaseMeta {
     /// Reads the database meta of a snapshot, if it is a database snapshot.
     #[must_use]
     pub fn of(snap: &Snapshot) -> Option<DatabaseMeta> {
-        if snap.kind != SnapshotKind::Stream
-            || snap.meta.get("type").and_then(|t| t.as_str()) != Some("database")
-        {
+        if snap.meta.get("type").and_then(|t| t.as_str()) != Some("database") {
             return None;
         }
-        serde_json::from_value(snap.meta.clone()).ok()
+        let meta: DatabaseMeta = serde_json::from_value(snap.meta.clone()).ok()?;
+        let fits = match snap.kind {
+            SnapshotKind::Stream => meta.format.is_none(),
+            SnapshotKind::Files => meta.is_directory(),
+        };
+        fits.then_some(meta)
     }
+
+    /// True for a PostgreSQL directory-format dump (a folder snapshot).
+    #[must_use]
+    pub fn is_directory(&self) -> bool {
+        self.engine == Engine::Postgres && self.format.as_deref() == Some(DIRECTORY_FORMAT)
+    }
+}
+
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The folder a directory-format dump is stored as: `<name>.pgdir`.
+#[must_use]
+pub fn directory_name(name: &str) -> String {
+    format!("{}.pgdir", safe_name(name))
 }
 
 /// The file name a dump is stored under.
@@ -65,17 +109,7 @@ pub fn stream_name(name: &str, engine: Engine) -> String {
         Engine::Mysql => "sql",
         Engine::Sqlite => "sqlite",
     };
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{safe}.{ext}")
+    format!("{}.{ext}", safe_name(name))
 }
 
 /// Options of a database backup.
@@ -101,6 +135,9 @@ pub async fn backup(
     source: &DatabaseSource,
     opts: DatabaseBackupOptions,
 ) -> Result<(Id, Snapshot)> {
+    if source.dumps_in_parallel() {
+        return backup_directory(repo, lock, name, source, opts).await;
+    }
     let src = source.clone();
     let (reader, pending) = tokio::task::spawn_blocking(move || src.dump())
         .await
@@ -120,6 +157,8 @@ pub async fn backup(
                 .map(|g| String::from_utf8_lossy(&g).into_owned()),
             recovery_point: rp,
             imported_from: None,
+            format: None,
+            jobs: None,
         };
         serde_json::to_value(meta).map_err(|e| e.to_string())
     };
@@ -135,6 +174,71 @@ pub async fn backup(
         archiver::backup_stream_with(repo, lock, &stream_name(name, engine), input, bopts, finish)
             .await;
     Ok(res?)
+}
+
+/// A parallel dump (`pg_dump -Fd -j N`) backed up as a folder snapshot; see the module
+/// documentation. The snapshot is kept only when every file of the dump was stored whole.
+async fn backup_directory(
+    repo: &Arc<Repository>,
+    lock: &LockGuard,
+    name: &str,
+    source: &DatabaseSource,
+    opts: DatabaseBackupOptions,
+) -> Result<(Id, Snapshot)> {
+    let src = source.clone();
+    let folder = directory_name(name);
+    let dump = tokio::task::spawn_blocking(move || src.dump_directory(&folder))
+        .await
+        .map_err(|e| JobError::Invalid(e.to_string()))??;
+    let meta = DatabaseMeta {
+        kind: "database".into(),
+        name: name.to_owned(),
+        engine: source.engine(),
+        manifest: Some(dump.outcome.manifest.clone()),
+        globals_sql: dump
+            .outcome
+            .globals_sql
+            .as_ref()
+            .map(|g| String::from_utf8_lossy(g).into_owned()),
+        recovery_point: opts.recovery_point.clone(),
+        imported_from: None,
+        format: Some(DIRECTORY_FORMAT.into()),
+        jobs: Some(dump.jobs),
+    };
+    let meta = serde_json::to_value(meta).map_err(|e| JobError::Invalid(e.to_string()))?;
+    let mut tags = opts.tags.clone();
+    tags.push("database".into());
+    let bopts = BackupOptions {
+        tags,
+        meta,
+        // The folder is new every time: never trust a parent's file metadata.
+        force_read: true,
+        progress: opts.progress.clone(),
+        ..BackupOptions::default()
+    };
+    let (files, bytes) = (dump.files, dump.bytes);
+    let path = dump.path().to_path_buf();
+    let res = archiver::backup_paths(repo, lock, &[path], bopts).await;
+    // Removing it is best effort: a failure leaves a private folder, not a wrong backup.
+    let _ = tokio::task::spawn_blocking(move || dump.remove()).await;
+    let (id, snap) = res?;
+    let s = &snap.summary;
+    if !s.warnings.is_empty() || s.files != files || s.total_bytes != bytes {
+        // A database dump is whole or worthless: never keep one missing a file.
+        let _ = repo.delete_snapshot(&id).await;
+        return Err(JobError::Invalid(format!(
+            "the parallel dump was not stored whole ({} of {files} files, {} of {bytes} bytes{}); \
+             no snapshot was kept",
+            s.files,
+            s.total_bytes,
+            if s.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", s.warnings.join("; "))
+            }
+        )));
+    }
+    Ok((id, snap))
 }
 
 /// Imports an existing dump file (e.g. downloaded from a managed provider) as a database
@@ -170,6 +274,8 @@ pub async fn import(
         globals_sql: None,
         recovery_point: None,
         imported_from: Some(file.display().to_string()),
+        format: None,
+        jobs: None,
     };
     let meta = serde_json::to_value(meta).map_err(|e| JobError::Invalid(e.to_string()))?;
     let opts = BackupOptions {
@@ -232,6 +338,9 @@ pub async fn restore(
             target.engine().name()
         )));
     }
+    if meta.is_directory() {
+        return restore_directory(repo, snap, &meta, target, replace).await;
+    }
     let node = restorer::stream_node(repo, snap).await?;
     let reader = BlobReader::new(
         Arc::clone(repo),
@@ -247,6 +356,72 @@ pub async fn restore(
     .await
     .map_err(|e| JobError::Invalid(e.to_string()))??;
     Ok(report)
+}
+
+/// Restores a directory-format snapshot: its folder into a private temporary folder (in the
+/// target's tools' temporary directory, removed afterwards), then `pg_restore -Fd -j N`.
+async fn restore_directory(
+    repo: &Arc<Repository>,
+    snap: &Snapshot,
+    meta: &DatabaseMeta,
+    target: &DatabaseSource,
+    replace: bool,
+) -> Result<RestoreReport> {
+    // On a blocking thread throughout: the folder restore's future is not `Send`, and
+    // `pg_restore` blocks.
+    let repo = Arc::clone(repo);
+    let snap = snap.clone();
+    let handle = tokio::runtime::Handle::current();
+    let target = target.clone();
+    let jobs = meta.jobs.unwrap_or(1);
+    let name = meta.name.clone();
+    tokio::task::spawn_blocking(move || {
+        let tmp = PrivateDir::new(target.tools(), "pgrestore")?;
+        let restored = handle.block_on(restorer::restore_to_dir(
+            &repo,
+            &snap,
+            tmp.path(),
+            &restorer::RestoreOptions::default(),
+        ));
+        let result = match restored {
+            Err(e) => Err(JobError::from(e)),
+            Ok(stats) if !stats.failures.is_empty() => Err(JobError::Invalid(format!(
+                "the dump folder did not restore whole: {}",
+                stats.failures.join("; ")
+            ))),
+            Ok(_) => archive_folder(tmp.path(), &name).and_then(|dir| {
+                target
+                    .restore_directory(&dir, jobs, &RestoreOptions { replace })
+                    .map_err(JobError::from)
+            }),
+        };
+        // Best effort: the folder is private, and dropping it removes it anyway.
+        let _ = tmp.remove();
+        result
+    })
+    .await
+    .map_err(|e| JobError::Invalid(e.to_string()))?
+}
+
+/// The one folder a directory-format snapshot restores to (normally `<name>.pgdir`).
+fn archive_folder(root: &std::path::Path, name: &str) -> Result<std::path::PathBuf> {
+    let expected = root.join(directory_name(name));
+    if expected.is_dir() {
+        return Ok(expected);
+    }
+    let dirs: Vec<_> = std::fs::read_dir(root)
+        .map_err(|e| JobError::Invalid(format!("reading {}: {e}", root.display())))?
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    match <[_; 1]>::try_from(dirs) {
+        Ok([dir]) => Ok(dir),
+        Err(dirs) => Err(JobError::Invalid(format!(
+            "a directory-format database snapshot holds one folder; this one holds {}",
+            dirs.len()
+        ))),
+    }
 }
 
 /// Before a replacing restore: backs up what is about to be replaced, if it exists.

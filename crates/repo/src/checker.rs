@@ -8,14 +8,15 @@
 //! the object, and for damaged data the snapshots and files it affects. Read-only: the
 //! checker never changes the repository.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use strongroom_storage::Kind;
 
-use crate::crypto::KeyFile;
+use crate::crypto::{KeyFile, MasterKey};
 use crate::error::Result;
 use crate::id::Id;
-use crate::pack::{pack_id, read_header};
+use crate::pack::{PackEntry, pack_id, read_header};
 use crate::repository::{Repository, decode_blob};
 use crate::tree::NodeKind;
 
@@ -180,25 +181,52 @@ pub async fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport
         }
     }
 
-    // Data.
+    // Data: packs are read one ahead of the one being checked (so that reading overlaps the
+    // CPU work), and each pack's blobs are checked on every core. At most 1 + READ_AHEAD
+    // packs are in memory at once.
     if read_data != ReadData::None {
-        let mut by_pack: BTreeMap<Id, Vec<crate::pack::PackEntry>> = BTreeMap::new();
+        let mut by_pack: HashMap<Id, Vec<PackEntry>> = HashMap::new();
         for loc in repo.index_read().iter() {
             by_pack.entry(loc.pack).or_default().push(loc.entry);
         }
-        for (pid, _) in &indexed {
-            let chosen = match read_data {
-                ReadData::None => false,
-                ReadData::All => true,
-                ReadData::Subset { n, of } => {
-                    of == 0 || pid.prefix_u64() % u64::from(of) == u64::from(n % of.max(1))
-                }
+        let mut chosen = indexed
+            .iter()
+            .map(|(pid, _)| *pid)
+            .filter(|pid| {
+                let wanted = match read_data {
+                    ReadData::None => false,
+                    ReadData::All => true,
+                    ReadData::Subset { n, of } => {
+                        of == 0 || pid.prefix_u64() % u64::from(of) == u64::from(n % of.max(1))
+                    }
+                };
+                wanted && stored.contains_key(&pid.to_hex())
+            })
+            .collect::<Vec<Id>>()
+            .into_iter();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_WORKERS);
+        let read = |pid: Id| {
+            let storage = std::sync::Arc::clone(storage);
+            let task = tokio::spawn(async move { storage.read(Kind::Pack, &pid.to_hex()).await });
+            (pid, task)
+        };
+        let mut reads = VecDeque::new();
+        loop {
+            // The previous pack is dropped by now: this one and READ_AHEAD more are held.
+            reads.extend(chosen.by_ref().take(1 + READ_AHEAD - reads.len()).map(read));
+            let Some((pid, task)) = reads.pop_front() else {
+                break;
             };
-            if !chosen || !stored.contains_key(&pid.to_hex()) {
-                continue;
-            }
-            let bytes = match storage.read(Kind::Pack, &pid.to_hex()).await {
-                Ok(b) => b,
+            let result = task.await;
+            let bytes = match result {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    r.errors
+                        .push(format!("pack {}: cannot read: {e}", pid.short()));
+                    continue;
+                }
                 Err(e) => {
                     r.errors
                         .push(format!("pack {}: cannot read: {e}", pid.short()));
@@ -207,61 +235,17 @@ pub async fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport
             };
             r.packs_read += 1;
             r.bytes_read += bytes.len() as u64;
-            let mut damaged: Vec<Id> = Vec::new();
-            if pack_id(&bytes) != *pid {
-                r.errors.push(format!(
-                    "pack {}: content does not match its name (modified or swapped)",
-                    pid.short()
-                ));
-            }
-            match read_header(repo.key(), &bytes) {
-                Ok(entries) => {
-                    let mut expected: Vec<_> = by_pack.get(pid).cloned().unwrap_or_default();
-                    expected.sort_by_key(|e| e.offset);
-                    let mut listed = entries.clone();
-                    listed.sort_by_key(|e| e.offset);
-                    for e in &expected {
-                        if !listed.contains(e) {
-                            r.errors.push(format!(
-                                "pack {}: blob {} is in the index but not in the pack header",
-                                pid.short(),
-                                e.id.short()
-                            ));
-                        }
-                    }
-                }
-                Err(e) => r.errors.push(format!("pack {}: {e}", pid.short())),
-            }
+            let mut expected = by_pack.remove(&pid).unwrap_or_default();
+            expected.sort_by_key(|e| e.offset);
             let key = repo.key().clone();
-            let entries = by_pack.get(pid).cloned().unwrap_or_default();
-            let pidc = *pid;
-            let results = tokio::task::spawn_blocking(move || {
-                entries
-                    .iter()
-                    .map(|e| {
-                        let start = e.offset as usize;
-                        let end = start + e.stored_len as usize;
-                        let res = match bytes.get(start..end) {
-                            Some(s) => decode_blob(&key, &pidc, e, s).map(|_| ()),
-                            None => Err(crate::error::RepoError::Corrupt {
-                                what: format!("blob {} in pack {}", e.id.short(), pidc.short()),
-                                detail: "past the end of the pack".into(),
-                            }),
-                        };
-                        (e.id, res)
-                    })
-                    .collect::<Vec<_>>()
+            let outcome = tokio::task::spawn_blocking(move || {
+                check_pack(&key, pid, &bytes, &expected, workers)
             })
             .await
             .map_err(|e| crate::error::RepoError::Invalid(e.to_string()))?;
-            for (id, res) in results {
-                r.blobs_read += 1;
-                if let Err(e) = res {
-                    r.errors.push(e.to_string());
-                    damaged.push(id);
-                }
-            }
-            for id in damaged {
+            r.errors.extend(outcome.errors);
+            r.blobs_read += outcome.blobs;
+            for id in outcome.damaged {
                 if let Some(u) = users.get(&id) {
                     r.errors.push(format!(
                         "damaged blob {} affects {}",
@@ -273,6 +257,132 @@ pub async fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport
         }
     }
     Ok(r)
+}
+
+/// Packs read ahead of the one being checked (each up to the pack size, 16 MiB by default).
+const READ_AHEAD: usize = 1;
+
+/// Threads that check the blobs of one pack (never more than the machine's cores).
+const MAX_WORKERS: usize = 8;
+
+/// What reading one pack found.
+#[derive(Default)]
+struct PackOutcome {
+    errors: Vec<String>,
+    damaged: Vec<Id>,
+    blobs: usize,
+}
+
+/// One piece of a pack's check: job 0 is the pack's name and header, job `i ≥ 1` the blob
+/// `expected[i - 1]`.
+enum JobResult {
+    Pack(Vec<String>),
+    Blob(Id, Result<()>),
+}
+
+/// Checks one pack's bytes: its name, its header against the index, and every blob the
+/// index places in it (authenticated, decompressed and hashed), spread over `workers`
+/// threads. Findings come back in a fixed order: name, header, then blobs by offset.
+fn check_pack(
+    key: &MasterKey,
+    pid: Id,
+    bytes: &[u8],
+    expected: &[PackEntry],
+    workers: usize,
+) -> PackOutcome {
+    let jobs = 1 + expected.len();
+    let next = AtomicUsize::new(0);
+    let run = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= jobs {
+                return done;
+            }
+            let res = match expected.get(i.wrapping_sub(1)) {
+                None => JobResult::Pack(check_pack_header(key, pid, bytes, expected)),
+                Some(e) => {
+                    let start = e.offset as usize;
+                    let end = start + e.stored_len as usize;
+                    let res = match bytes.get(start..end) {
+                        Some(s) => decode_blob(key, &pid, e, s).map(|_| ()),
+                        None => Err(crate::error::RepoError::Corrupt {
+                            what: format!("blob {} in pack {}", e.id.short(), pid.short()),
+                            detail: "past the end of the pack".into(),
+                        }),
+                    };
+                    JobResult::Blob(e.id, res)
+                }
+            };
+            done.push((i, res));
+        }
+    };
+    let mut results = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..workers.min(jobs))
+            .filter_map(|n| {
+                std::thread::Builder::new()
+                    .name(format!("verify-{n}"))
+                    .spawn_scoped(s, run)
+                    .ok()
+            })
+            .collect();
+        let mut all = run();
+        for h in helpers {
+            match h.join() {
+                Ok(mut v) => all.append(&mut v),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    results.sort_by_key(|(i, _)| *i);
+    let mut out = PackOutcome::default();
+    for (_, res) in results {
+        match res {
+            JobResult::Pack(errors) => out.errors.extend(errors),
+            JobResult::Blob(id, res) => {
+                out.blobs += 1;
+                if let Err(e) = res {
+                    out.errors.push(e.to_string());
+                    out.damaged.push(id);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The pack's name is the hash of its bytes, and its header lists every blob the index
+/// places in it.
+fn check_pack_header(
+    key: &MasterKey,
+    pid: Id,
+    bytes: &[u8],
+    expected: &[PackEntry],
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    if pack_id(bytes) != pid {
+        errors.push(format!(
+            "pack {}: content does not match its name (modified or swapped)",
+            pid.short()
+        ));
+    }
+    match read_header(key, bytes) {
+        Ok(mut listed) => {
+            listed.sort_by_key(|e| e.offset);
+            for e in expected {
+                if !listed.contains(e) {
+                    errors.push(format!(
+                        "pack {}: blob {} is in the index but not in the pack header",
+                        pid.short(),
+                        e.id.short()
+                    ));
+                }
+            }
+        }
+        Err(e) => errors.push(format!("pack {}: {e}", pid.short())),
+    }
+    errors
 }
 
 /// Re-reads every blob of one snapshot (trees and data), authenticating each: the check run

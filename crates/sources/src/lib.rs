@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -48,14 +48,19 @@ pub use crate::url::{DatabaseUrl, Engine, Secret, UrlError};
 /// The manifest format version written by this crate.
 pub const MANIFEST_FORMAT: u32 = 1;
 
+/// The most workers a parallel PostgreSQL dump or restore (`pg_dump -j`, `pg_restore -j`)
+/// may use.
+pub const MAX_PARALLEL_JOBS: u32 = 32;
+
 /// Where the database tools are found and where temporary files go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tools {
     /// Look the tools up on this `PATH`-style list instead of `$PATH` (also the children's
     /// `PATH`). `None`: the process's `$PATH`.
     pub search_path: Option<OsString>,
-    /// Directory for temporary files (the SQLite backup copy, MySQL defaults files). `None`:
-    /// the system temporary directory.
+    /// Directory for temporary files (the SQLite backup copy, MySQL defaults files, the
+    /// folders of parallel PostgreSQL dumps). `None`: the system temporary directory
+    /// (`$TMPDIR`, else `/tmp`).
     pub temp_dir: Option<PathBuf>,
 }
 
@@ -148,6 +153,9 @@ pub enum SourceError {
     /// Writing or reading a manifest as JSON failed.
     #[error("manifest JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The engine cannot do what was asked (e.g. a parallel dump of a MySQL database).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl SourceError {
@@ -693,11 +701,91 @@ impl PendingManifest {
     }
 }
 
+/// A private temporary folder (mode 0700), removed with everything in it when dropped,
+/// whatever happened in between (an error, a panic unwinding). Only a process killed
+/// outright (SIGKILL, power loss) leaves one behind, named `strongroom-<purpose>-*` in the
+/// tools' temporary directory.
+pub struct PrivateDir {
+    dir: tempfile::TempDir,
+}
+
+impl fmt::Debug for PrivateDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PrivateDir").field(&self.dir.path()).finish()
+    }
+}
+
+impl PrivateDir {
+    /// Create one in `tools`' temporary directory (created if missing).
+    pub fn new(tools: &Tools, purpose: &str) -> Result<Self, SourceError> {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tools.temp_dir();
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| SourceError::io(format!("creating {}", parent.display()), e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("strongroom-{purpose}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(&parent)
+            .map_err(|e| {
+                SourceError::io(
+                    format!("creating a temporary folder in {}", parent.display()),
+                    e,
+                )
+            })?;
+        // Whatever the umask did: nobody else may read a dump.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| SourceError::io(format!("making {} private", dir.path().display()), e))?;
+        Ok(PrivateDir { dir })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Remove it now, reporting a failure (dropping it removes it quietly).
+    pub fn remove(self) -> Result<(), SourceError> {
+        let shown = self.dir.path().display().to_string();
+        self.dir
+            .close()
+            .map_err(|e| SourceError::io(format!("removing {shown}"), e))
+    }
+}
+
+/// A finished PostgreSQL directory-format dump (`pg_dump -Fd -j N`) on disk, in a
+/// [`PrivateDir`] that goes away when this is dropped.
+#[derive(Debug)]
+pub struct DirectoryDump {
+    dir: PrivateDir,
+    archive: PathBuf,
+    /// The manifest (counted in the dump's own snapshot) and the globals.
+    pub outcome: DumpOutcome,
+    /// The number of parallel jobs the dump used.
+    pub jobs: u32,
+    /// Bytes of the dump's files.
+    pub bytes: u64,
+    /// Files in the dump folder.
+    pub files: u64,
+}
+
+impl DirectoryDump {
+    /// The dump folder (`toc.dat` and one `NNNN.dat` per table); `pg_restore -Fd` reads it.
+    pub fn path(&self) -> &Path {
+        &self.archive
+    }
+
+    /// Remove the dump now, reporting a failure.
+    pub fn remove(self) -> Result<(), SourceError> {
+        self.dir.remove()
+    }
+}
+
 /// A configured database: what to dump, probe or restore into.
 #[derive(Debug, Clone)]
 pub struct DatabaseSource {
     url: DatabaseUrl,
     tools: Tools,
+    parallel_jobs: u32,
 }
 
 impl DatabaseSource {
@@ -706,6 +794,7 @@ impl DatabaseSource {
         DatabaseSource {
             url,
             tools: Tools::default(),
+            parallel_jobs: 1,
         }
     }
 
@@ -718,6 +807,25 @@ impl DatabaseSource {
     pub fn with_tools(mut self, tools: Tools) -> Self {
         self.tools = tools;
         self
+    }
+
+    /// PostgreSQL: back up with a parallel directory-format dump of `jobs` workers
+    /// ([`DatabaseSource::dump_directory`]) instead of streaming one archive. 1 (the
+    /// default) streams; values are clamped to `1..=`[`MAX_PARALLEL_JOBS`]. Other engines
+    /// ignore it.
+    pub fn with_parallel_jobs(mut self, jobs: u32) -> Self {
+        self.parallel_jobs = jobs.clamp(1, MAX_PARALLEL_JOBS);
+        self
+    }
+
+    /// The parallel dump workers asked for (1: streaming).
+    pub fn parallel_jobs(&self) -> u32 {
+        self.parallel_jobs
+    }
+
+    /// True when backups of this source take a parallel directory-format dump.
+    pub fn dumps_in_parallel(&self) -> bool {
+        self.engine() == Engine::Postgres && self.parallel_jobs > 1
     }
 
     /// The URL.
@@ -746,6 +854,47 @@ impl DatabaseSource {
             Engine::Postgres => postgres::dump(&self.url, &self.tools),
             Engine::Mysql => mysql::dump(&self.url, &self.tools),
             Engine::Sqlite => sqlite::dump(&self.url, &self.tools),
+        }
+    }
+
+    /// PostgreSQL only: dump with `pg_dump -Fd -j N -Z0` (N = [`DatabaseSource::parallel_jobs`])
+    /// into a [`PrivateDir`] in the tools' temporary directory, as folder `name`. The same
+    /// checks as [`DatabaseSource::dump`]: client version, one exported snapshot for the dump
+    /// (all workers share it) and the row counts, exit status, and a non-empty archive. On
+    /// any failure the folder is already gone.
+    pub fn dump_directory(&self, name: &str) -> Result<DirectoryDump, SourceError> {
+        match self.engine() {
+            Engine::Postgres => {
+                postgres::dump_directory(&self.url, &self.tools, self.parallel_jobs, name)
+            }
+            other => Err(SourceError::Unsupported(format!(
+                "parallel directory dumps exist for PostgreSQL only, not {}",
+                other.name()
+            ))),
+        }
+    }
+
+    /// PostgreSQL only: restore a directory-format dump (`pg_restore -Fd -j jobs`) from
+    /// `dir` into this source, with the same rules as [`DatabaseSource::restore`] (created;
+    /// an existing target only with `replace`, kept under a new name).
+    pub fn restore_directory(
+        &self,
+        dir: &Path,
+        jobs: u32,
+        options: &RestoreOptions,
+    ) -> Result<RestoreReport, SourceError> {
+        match self.engine() {
+            Engine::Postgres => postgres::restore_directory(
+                dir,
+                jobs.clamp(1, MAX_PARALLEL_JOBS),
+                &self.url,
+                &self.tools,
+                options,
+            ),
+            other => Err(SourceError::Unsupported(format!(
+                "directory-format dumps exist for PostgreSQL only, not {}",
+                other.name()
+            ))),
         }
     }
 

@@ -15,18 +15,21 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use chrono::Utc;
 use serde::Deserialize;
 
+use crate::process::CommandError;
 use crate::process::{Session, ToolCommand};
 use crate::url::{DatabaseUrl, POSTGRES_PARAMS};
 use crate::{
-    AppMigrations, CountingReader, CountsMethod, DjangoMigrations, DumpInfo, DumpOutcome,
-    DumpReader, Engine, FinishDump, GlobalsInfo, HealthReport, MANIFEST_FORMAT, Manifest,
-    PendingManifest, Replaced, RestoreOptions, RestoreReport, SourceError, TableCount, Tools,
+    AppMigrations, CountingReader, CountsMethod, DirectoryDump, DjangoMigrations, DumpInfo,
+    DumpOutcome, DumpReader, Engine, FinishDump, GlobalsInfo, HealthReport, MANIFEST_FORMAT,
+    Manifest, PendingManifest, PrivateDir, Replaced, RestoreOptions, RestoreReport, SourceError,
+    TableCount, Tools,
 };
 
 const PACKAGE: &str = "postgresql-client";
@@ -364,6 +367,10 @@ struct PgFinisher {
     server_version: String,
     tool: String,
     started_at: chrono::DateTime<Utc>,
+    /// [`DumpInfo::format`].
+    format: String,
+    /// [`DumpInfo::extension`].
+    extension: String,
 }
 
 impl FinishDump for PgFinisher {
@@ -393,10 +400,10 @@ impl FinishDump for PgFinisher {
             server_version: self.server_version.clone(),
             size_bytes: facts.size,
             dump: Some(DumpInfo {
-                format: "pg_dump custom archive (-Fc -Z0)".into(),
+                format: self.format.clone(),
                 tool: self.tool.clone(),
                 bytes: dump_bytes,
-                extension: "dump".into(),
+                extension: self.extension.clone(),
             }),
             tables: facts.tables,
             counts: CountsMethod::SameSnapshot,
@@ -414,29 +421,49 @@ impl FinishDump for PgFinisher {
     }
 }
 
-/// Start a dump of `url`: version check, snapshot export, `pg_dump --snapshot`, and the
-/// row counts in that snapshot on a thread.
-pub(crate) fn dump(
-    url: &DatabaseUrl,
-    tools: &Tools,
-) -> Result<(DumpReader, PendingManifest), SourceError> {
+/// A repeatable-read transaction whose snapshot was exported for `pg_dump --snapshot`, after
+/// the client/server version check.
+struct ExportedSnapshot {
+    session: PgSession,
+    id: String,
+    server: ServerInfo,
+    tool: String,
+    started_at: chrono::DateTime<Utc>,
+}
+
+fn export_snapshot(url: &DatabaseUrl, tools: &Tools) -> Result<ExportedSnapshot, SourceError> {
     let started_at = Utc::now();
-    let (tool_line, client_version, client_major) = client_version(url, tools, "pg_dump")?;
+    let (tool, client_version, client_major) = client_version(url, tools, "pg_dump")?;
     let mut session = PgSession::open(url, tools)?;
     let server = server_info(&mut session)?;
     check_client("pg_dump", &client_version, client_major, &server)?;
     session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")?;
-    let snapshot = session.value("SELECT pg_export_snapshot();")?;
-    if snapshot.is_empty() || !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+    let id = session.value("SELECT pg_export_snapshot();")?;
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
         return Err(SourceError::Protocol {
             tool: "psql".into(),
-            detail: format!("unexpected snapshot id `{snapshot}`"),
+            detail: format!("unexpected snapshot id `{id}`"),
         });
     }
-    let reader = command(url, tools, "pg_dump")
-        .args(["--format=custom", "-Z0", "--no-password"])
-        .arg(format!("--snapshot={snapshot}"))
-        .spawn_reader()?;
+    Ok(ExportedSnapshot {
+        session,
+        id,
+        server,
+        tool,
+        started_at,
+    })
+}
+
+/// Count the rows inside the exported snapshot on a thread while `pg_dump` runs; the
+/// returned finisher joins it and ends the transaction.
+fn count_in_background(
+    url: &DatabaseUrl,
+    tools: &Tools,
+    snap: ExportedSnapshot,
+    format: String,
+    extension: &str,
+) -> Result<PgFinisher, SourceError> {
+    let mut session = snap.session;
     let thread = std::thread::Builder::new()
         .name("pg-snapshot-counts".into())
         .spawn(move || {
@@ -444,16 +471,114 @@ pub(crate) fn dump(
             (session, facts)
         })
         .map_err(|e| SourceError::io("starting the row-counting thread", e))?;
-    let (reader, status) = DumpReader::new(Box::new(reader));
-    let finisher = PgFinisher {
+    Ok(PgFinisher {
         url: url.clone(),
         tools: tools.clone(),
         thread: Some(thread),
-        server_version: server.version,
-        tool: tool_line,
-        started_at,
-    };
+        server_version: snap.server.version,
+        tool: snap.tool,
+        started_at: snap.started_at,
+        format,
+        extension: extension.into(),
+    })
+}
+
+/// Start a dump of `url`: version check, snapshot export, `pg_dump --snapshot`, and the
+/// row counts in that snapshot on a thread.
+pub(crate) fn dump(
+    url: &DatabaseUrl,
+    tools: &Tools,
+) -> Result<(DumpReader, PendingManifest), SourceError> {
+    let snap = export_snapshot(url, tools)?;
+    let reader = command(url, tools, "pg_dump")
+        .args(["--format=custom", "-Z0", "--no-password"])
+        .arg(format!("--snapshot={}", snap.id))
+        .spawn_reader()?;
+    let finisher = count_in_background(
+        url,
+        tools,
+        snap,
+        "pg_dump custom archive (-Fc -Z0)".into(),
+        "dump",
+    )?;
+    let (reader, status) = DumpReader::new(Box::new(reader));
     Ok((reader, PendingManifest::new(status, Box::new(finisher))))
+}
+
+/// Files and bytes of the regular files directly in `dir` (a directory-format archive is
+/// flat).
+fn dir_stats(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut files = 0;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let md = entry?.metadata()?;
+        if md.is_file() {
+            files += 1;
+            bytes += md.len();
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// True when `dir` holds a directory-format archive: a `toc.dat` starting with `PGDMP`.
+fn has_toc(dir: &Path) -> bool {
+    let mut head = [0u8; 5];
+    std::fs::File::open(dir.join("toc.dat"))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"PGDMP"
+}
+
+/// A parallel directory-format dump of `url` with `jobs` workers into a private temporary
+/// folder: `pg_dump -Fd -j N -Z0 --snapshot=<id>` (its workers all import the one exported
+/// snapshot the row counts are read in). The folder is removed on every error.
+pub(crate) fn dump_directory(
+    url: &DatabaseUrl,
+    tools: &Tools,
+    jobs: u32,
+    name: &str,
+) -> Result<DirectoryDump, SourceError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(SourceError::Unsupported(format!(
+            "{name:?} is not a valid name for a dump folder"
+        )));
+    }
+    let snap = export_snapshot(url, tools)?;
+    let dir = PrivateDir::new(tools, "pgdump")?;
+    let archive = dir.path().join(name);
+    let cmd = command(url, tools, "pg_dump")
+        .args(["--format=directory", "-Z0", "--no-password"])
+        .arg(format!("--jobs={jobs}"))
+        .arg(format!("--snapshot={}", snap.id))
+        .arg("--file")
+        .arg(&archive);
+    let description = cmd.describe();
+    let finisher = count_in_background(
+        url,
+        tools,
+        snap,
+        format!("pg_dump directory archive (-Fd -j {jobs} -Z0)"),
+        "tar",
+    )?;
+    // A failure drops the finisher (its thread ends the transaction when done) and `dir`.
+    let output = cmd.run()?;
+    let (files, bytes) = dir_stats(&archive).unwrap_or((0, 0));
+    if files == 0 || !has_toc(&archive) {
+        return Err(CommandError::NoOutput {
+            command: description,
+            stderr: output.stderr,
+        }
+        .into());
+    }
+    let outcome = Box::new(finisher).finish(bytes)?;
+    Ok(DirectoryDump {
+        dir,
+        archive,
+        outcome,
+        jobs,
+        bytes,
+        files,
+    })
 }
 
 /// A manifest of the live database, counted in one repeatable-read transaction.
@@ -541,6 +666,34 @@ fn limit_name(name: &str) -> String {
     name[..end].to_string()
 }
 
+/// What `pg_restore` reads.
+enum Input<'a> {
+    /// A custom archive on its stdin.
+    Stream(&'a mut dyn Read),
+    /// A directory-format archive, restored by `jobs` workers.
+    Directory { dir: &'a Path, jobs: u32 },
+}
+
+/// Restore a directory-format archive (`pg_restore -Fd -j jobs`) from `dir`, as [`restore`].
+pub(crate) fn restore_directory(
+    dir: &Path,
+    jobs: u32,
+    target: &DatabaseUrl,
+    tools: &Tools,
+    options: &RestoreOptions,
+) -> Result<RestoreReport, SourceError> {
+    if !has_toc(dir) {
+        return Err(SourceError::Protocol {
+            tool: "pg_restore".into(),
+            detail: format!(
+                "{} is not a pg_dump directory archive (no toc.dat)",
+                dir.display()
+            ),
+        });
+    }
+    restore_input(Input::Directory { dir, jobs }, target, tools, options)
+}
+
 /// Restore a `pg_dump` custom archive from `reader` into the database named by `target`.
 ///
 /// A missing target is created (from `template0`) and restored with `pg_restore --no-owner
@@ -551,6 +704,15 @@ fn limit_name(name: &str) -> String {
 /// database takes the name.
 pub(crate) fn restore(
     reader: &mut dyn Read,
+    target: &DatabaseUrl,
+    tools: &Tools,
+    options: &RestoreOptions,
+) -> Result<RestoreReport, SourceError> {
+    restore_input(Input::Stream(reader), target, tools, options)
+}
+
+fn restore_input(
+    input: Input<'_>,
     target: &DatabaseUrl,
     tools: &Tools,
     options: &RestoreOptions,
@@ -577,19 +739,32 @@ pub(crate) fn restore(
             ident(&restore_name)
         ),
     )?;
-    let mut counting = CountingReader {
-        inner: reader,
-        bytes: 0,
-    };
     let conninfo = format!(
         "dbname='{}'",
         restore_name.replace('\\', "\\\\").replace('\'', "\\'")
     );
-    let result = command(target, tools, "pg_restore")
+    let base = command(target, tools, "pg_restore")
         .args(["--no-owner", "--exit-on-error", "--no-password", "-d"])
-        .arg(conninfo)
-        .run_streaming_input(&mut counting);
-    let output = match result {
+        .arg(conninfo);
+    let result = match input {
+        Input::Stream(reader) => {
+            let mut counting = CountingReader {
+                inner: reader,
+                bytes: 0,
+            };
+            base.run_streaming_input(&mut counting)
+                .map(|o| (o, counting.bytes))
+        }
+        Input::Directory { dir, jobs } => {
+            let bytes = dir_stats(dir).map(|(_, b)| b).unwrap_or(0);
+            base.arg("--format=directory")
+                .arg(format!("--jobs={jobs}"))
+                .arg(dir)
+                .run()
+                .map(|o| (o, bytes))
+        }
+    };
+    let (output, bytes) = match result {
         Ok(o) => o,
         Err(e) => {
             let _ = drop_database(&maint, tools, &restore_name);
@@ -630,7 +805,7 @@ pub(crate) fn restore(
         target: target.to_string(),
         created: !exists,
         replaced,
-        bytes: counting.bytes,
+        bytes,
         tool_messages: output.stderr,
     })
 }

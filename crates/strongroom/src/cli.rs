@@ -59,6 +59,9 @@ pub enum Command {
     /// Remove data no snapshot needs.
     Prune(PruneArgs),
     /// Write a snapshot as plain files: a stream's bytes, or a tar of a folder snapshot.
+    ///
+    /// A PostgreSQL parallel backup (`--pg-jobs`) is a folder snapshot: its export is a tar
+    /// that unpacks to a folder `NAME.pgdir`; restore it with `pg_restore -Fd NAME.pgdir`.
     Export(ExportArgs),
     /// Show repository sizes and the deduplication ratio.
     Stats,
@@ -316,6 +319,11 @@ pub struct BackupArgs {
     /// Server for scratch databases of test restores (default: the database's own).
     #[arg(long, value_name = "URL")]
     pub scratch_url: Vec<String>,
+    /// PostgreSQL: dump with `pg_dump -Fd -j N` (N workers, 1-32) into a private temporary
+    /// folder, stored as a folder snapshot, instead of streaming one archive (1). Default:
+    /// each database's `parallel_jobs`, else 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub pg_jobs: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -51,8 +51,19 @@ impl JobSources {
     pub fn from_config(cfg: &Config) -> Result<Self, RunnerError> {
         let mut out = JobSources::default();
         for d in &cfg.databases {
-            let source = DatabaseSource::parse(d.url.expose())
+            let mut source = DatabaseSource::parse(d.url.expose())
                 .map_err(|e| RunnerError::Invalid(format!("database source {:?}: {e}", d.name)))?;
+            if source.engine() == strongroom_sources::Engine::Postgres {
+                // `parallel_jobs > 1`: `pg_dump -Fd -j N` into a private folder on the cache's
+                // disk (not /tmp), backed up as a folder snapshot.
+                let tools = strongroom_sources::Tools {
+                    temp_dir: Some(cfg.cache_dir.join("tmp")),
+                    ..source.tools().clone()
+                };
+                source = source
+                    .with_tools(tools)
+                    .with_parallel_jobs(d.parallel_jobs.unwrap_or(1));
+            }
             let drill = match &d.drill_url {
                 Some(u) => Some(DatabaseSource::parse(u.expose()).map_err(|e| {
                     RunnerError::Invalid(format!("database source {:?} drill_url: {e}", d.name))

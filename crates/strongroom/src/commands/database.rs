@@ -41,13 +41,14 @@ pub fn databases(g: &Global, a: &DatabasesArgs) -> Result<Vec<(String, DatabaseS
         out.push((name, src));
     }
     if out.is_empty() && g.config.is_some() {
+        // The same sources the service's jobs use (parallel dumps, their temporary folder).
         let config = super::service::load_config(g)?;
-        for d in &config.databases {
-            let src = DatabaseSource::parse(d.url.expose())
-                .with_context(|| format!("database {:?} of the configuration", d.name))?;
-            out.push((d.name.clone(), src));
-        }
-        return Ok(out);
+        let sources = strongroom_jobs::runner::JobSources::from_config(&config)?;
+        return Ok(sources
+            .databases
+            .into_iter()
+            .map(|d| (d.name, d.source))
+            .collect());
     }
     if out.is_empty()
         && let Ok(url) = std::env::var("DATABASE_URL")
@@ -96,8 +97,14 @@ pub async fn typed_backup(g: &Global, a: BackupArgs, kind: &str) -> Result<i32> 
         "media" => BackupType::Media,
         other => bail!("--type {other:?} is not known: use full, database or media"),
     };
+    let mut dbs = databases(g, &a.dbs)?;
+    if let Some(jobs) = a.pg_jobs {
+        for (_, src) in &mut dbs {
+            *src = src.clone().with_parallel_jobs(jobs);
+        }
+    }
     let sources = Sources {
-        databases: databases(g, &a.dbs)?,
+        databases: dbs,
         media: media(g, &a.media)?,
     };
     let mut scratch = Vec::new();
