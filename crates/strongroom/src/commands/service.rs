@@ -146,7 +146,7 @@ pub async fn sync_configured(config: &Config, catalog: &Catalog) -> Result<()> {
 }
 
 /// How long a worker sleeps when the queue is empty.
-const IDLE_POLL: Duration = Duration::from_secs(2);
+const IDLE_POLL: Duration = Duration::from_millis(500);
 /// How often the scheduler ticks.
 const TICK: Duration = Duration::from_secs(5);
 
