@@ -40,6 +40,9 @@ pub struct Global {
     /// Print nothing but errors (no progress).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// The configuration once read (see `commands::service::load_config`).
+    #[arg(skip)]
+    pub loaded_config: std::sync::OnceLock<strongroom_config::Config>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -104,6 +104,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<i32> {
         password_file: g.password_file.clone(),
         json: g.json,
         quiet: g.quiet,
+        loaded_config: std::sync::OnceLock::new(),
     };
     let config = load_config(&g2)?;
     let catalog = open_catalog(&config).await?;

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use strongroom_catalog::{Job, JobFilter, JobStatus};
 use strongroom_jobs::runner::{
-    Enqueued, Outcome, RetentionPolicy, ScheduleDefinition, ScheduleSettings, TimeLimits,
-    create_schedule, enqueue_scheduled, job_kind, set_schedule_enabled,
+    Enqueued, JobSources, Outcome, RetentionPolicy, ScheduleDefinition, ScheduleSettings,
+    TimeLimits, create_schedule, enqueue_scheduled, job_kind, set_schedule_enabled,
 };
 
 use crate::EXIT_PARTIAL;
@@ -175,12 +175,7 @@ fn definition(
     })?;
     for s in &a.sources {
         if config.source(s).is_none() {
-            let names: Vec<String> = config
-                .databases
-                .iter()
-                .map(|d| d.name.clone())
-                .chain(config.media.iter().map(|m| m.name.clone()))
-                .collect();
+            let names = JobSources::from_config(config)?.names();
             bail!(
                 "--source {s:?}: no configured database or media folder has that name (configured: {})",
                 if names.is_empty() {

@@ -23,8 +23,12 @@ use strongroom_storage::local::LocalStorage;
 use crate::cli::{Global, ServeArgs};
 
 /// The configuration: `--config` / `STRONGROOM_CONFIG`, the environment and the defaults;
-/// `--repo` overrides the repository's location.
+/// `--repo` overrides the repository's location. Read once per process (later calls get
+/// the same).
 pub fn load_config(g: &Global) -> Result<Config> {
+    if let Some(c) = g.loaded_config.get() {
+        return Ok(c.clone());
+    }
     let mut config = Config::load(g.config.as_deref(), &ProcessEnv)?;
     if let Some(repo) = g.repo.as_deref() {
         config.repository.location = Some(if repo.contains("://") {
@@ -33,7 +37,7 @@ pub fn load_config(g: &Global) -> Result<Config> {
             RepoLocation::Path(repo.into())
         });
     }
-    Ok(config)
+    Ok(g.loaded_config.get_or_init(|| config).clone())
 }
 
 /// The catalog URL of a configuration (a secret when it is PostgreSQL: never print it).
@@ -199,13 +203,7 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<i32> {
     });
 
     // Scheduler: recovery and due runs.
-    let report = runner.recover(runner.now()).await?;
-    for j in &report.interrupted {
-        log(&format!(
-            "job {} ({} {}) was interrupted (its heartbeat stopped): marked failed",
-            j.id, j.kind, j.source
-        ));
-    }
+    // The loop's first round, at once, recovers jobs a previous run left in progress.
     {
         let runner = runner.clone();
         let mut stop = stop_rx.clone();
