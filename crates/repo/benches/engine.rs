@@ -407,6 +407,8 @@ fn build_index(blob_ids: &[Id]) -> MasterIndex {
             .collect();
         index.add_pack(pack_ids[p], 16 << 20, &entries);
     }
+    // As after loading the index files.
+    index.compact();
     index
 }
 

@@ -31,9 +31,7 @@ use crate::id::Id;
 use crate::index::MasterIndex;
 use crate::lock::LockGuard;
 use crate::pack::BlobType;
-use crate::repository::{
-    Repository, SealedBlob, hostname, now_rfc3339, seal_blob_with_id, username,
-};
+use crate::repository::{Repository, SealedBlob, hostname, now_rfc3339, seal_blob_at, username};
 use crate::snapshot::{Snapshot, SnapshotKind, Summary};
 use crate::tree::{Node, NodeKind, Tree};
 
@@ -338,6 +336,8 @@ fn send(tx: &mpsc::Sender<Event>, ev: Event) -> Result<()> {
 struct Ctx {
     key: MasterKey,
     index: Arc<RwLock<MasterIndex>>,
+    /// zstd level of new data blobs.
+    level: i32,
 }
 
 fn process_chunk(ctx: &Ctx, data: &[u8]) -> Processed {
@@ -349,7 +349,7 @@ fn process_chunk(ctx: &Ctx, data: &[u8]) -> Processed {
             len: data.len() as u64,
         }
     } else {
-        Processed::New(seal_blob_with_id(&ctx.key, BlobType::Data, id, data))
+        Processed::New(seal_blob_at(&ctx.key, BlobType::Data, id, data, ctx.level))
     }
 }
 
@@ -372,6 +372,10 @@ where
     let ctx = Arc::new(Ctx {
         key: repo.key().clone(),
         index: Arc::clone(repo.index()),
+        level: match kind {
+            SnapshotKind::Stream => crate::compress::ZSTD_LEVEL_STREAMS,
+            SnapshotKind::Files => crate::compress::ZSTD_LEVEL,
+        },
     });
     let workers = std::thread::available_parallelism()
         .map(std::num::NonZero::get)

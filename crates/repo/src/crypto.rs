@@ -9,10 +9,9 @@
 //!
 //! This module does no I/O: callers read and write the bytes.
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
@@ -89,6 +88,39 @@ pub fn fill_random(buf: &mut [u8]) {
     }
 }
 
+/// An AES-256-GCM key (ring's implementation: AES-NI and carry-less multiplication, with
+/// the vector forms where the CPU has them).
+fn aead_key(bytes: &[u8; 32]) -> LessSafeKey {
+    match UnboundKey::new(&AES_256_GCM, bytes) {
+        Ok(k) => LessSafeKey::new(k),
+        // ring refuses only keys of the wrong length, and the type fixes it at 32 bytes.
+        Err(_) => panic!("AES-256-GCM refused a 32-byte key"),
+    }
+}
+
+/// Encrypts `buf` in place; returns the tag.
+fn seal_detached(key: &LessSafeKey, nonce: [u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Tag {
+    match key.seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf) {
+        Ok(tag) => tag,
+        // ring fails only for plaintexts above 64 GiB, which no caller produces.
+        Err(_) => panic!("AES-GCM refused a plaintext of {} bytes", buf.len()),
+    }
+}
+
+/// Decrypts `ct_and_tag` in place; returns the plaintext's length (the tag's 16 bytes at the
+/// end are then garbage).
+fn open_detached(
+    key: &LessSafeKey,
+    nonce: &[u8],
+    aad: &[u8],
+    ct_and_tag: &mut [u8],
+) -> Result<usize, CryptoError> {
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Authentication)?;
+    key.open_in_place(nonce, Aad::from(aad), ct_and_tag)
+        .map(|p| p.len())
+        .map_err(|_| CryptoError::Authentication)
+}
+
 fn aad(kind: ObjectType, id: &Id) -> [u8; 45] {
     let mut a = [0u8; 45];
     a[..12].copy_from_slice(AAD_PREFIX);
@@ -102,7 +134,7 @@ fn aad(kind: ObjectType, id: &Id) -> [u8; 45] {
 pub struct MasterKey {
     enc: [u8; 32],
     mac: [u8; 32],
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -125,7 +157,7 @@ impl MasterKey {
         let mut mac = [0u8; 32];
         enc.copy_from_slice(&b[..32]);
         mac.copy_from_slice(&b[32..]);
-        let cipher = Aes256Gcm::new(&enc.into());
+        let cipher = aead_key(&enc);
         MasterKey { enc, mac, cipher }
     }
 
@@ -146,21 +178,25 @@ impl MasterKey {
     #[must_use]
     pub fn seal(&self, kind: ObjectType, id: &Id, plaintext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&[0u8; NONCE_LEN]);
+        out.extend_from_slice(plaintext);
+        self.seal_in_place(kind, id, &mut out);
+        out
+    }
+
+    /// Seals in place: `buf` holds [`NONCE_LEN`] bytes of room followed by the plaintext;
+    /// afterwards it holds `nonce ‖ ciphertext ‖ tag`, as [`MasterKey::seal`] returns. Lets
+    /// a caller build the plaintext (e.g. compress) straight into the buffer it stores.
+    ///
+    /// # Panics
+    /// When `buf` is shorter than the nonce (a caller's bug).
+    pub fn seal_in_place(&self, kind: ObjectType, id: &Id, buf: &mut Vec<u8>) {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
-        let tag = self.cipher.encrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &aad(kind, id),
-            &mut out[NONCE_LEN..],
-        );
-        match tag {
-            Ok(tag) => out.extend_from_slice(&tag),
-            // aes-gcm fails only for plaintexts above 64 GiB, which no caller produces.
-            Err(_) => panic!("AES-GCM refused a plaintext of {} bytes", plaintext.len()),
-        }
-        out
+        let (head, body) = buf.split_at_mut(NONCE_LEN);
+        head.copy_from_slice(&nonce);
+        let tag = seal_detached(&self.cipher, nonce, &aad(kind, id), body);
+        buf.extend_from_slice(tag.as_ref());
     }
 
     /// Decrypts and authenticates an object sealed by [`MasterKey::seal`].
@@ -172,16 +208,9 @@ impl MasterKey {
             return Err(CryptoError::TooShort(sealed.len()));
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut buf = ct.to_vec();
-        self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                &aad(kind, id),
-                &mut buf,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| CryptoError::Authentication)?;
+        let mut buf = rest.to_vec();
+        let n = open_detached(&self.cipher, nonce, &aad(kind, id), &mut buf)?;
+        buf.truncate(n);
         Ok(buf)
     }
 }
@@ -304,16 +333,14 @@ impl KeyFile {
             user: user.into(),
         };
         let wrap_key = params.derive(password, &salt)?;
-        let cipher = Aes256Gcm::new(&wrap_key.into());
+        let cipher = aead_key(&wrap_key);
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
         let mut buf = master.to_bytes().to_vec();
-        let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &key_aad(&header, id)?, &mut buf)
-            .map_err(|_| CryptoError::Kdf("wrapping failed".into()))?;
+        let tag = seal_detached(&cipher, nonce, &key_aad(&header, id)?, &mut buf);
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&buf);
-        wrapped.extend_from_slice(&tag);
+        wrapped.extend_from_slice(tag.as_ref());
         Ok(KeyFile {
             header,
             wrapped: B64.encode(wrapped),
@@ -369,20 +396,16 @@ impl KeyFile {
             ));
         }
         let wrap_key = self.header.params.derive(password, &salt)?;
-        let cipher = Aes256Gcm::new(&wrap_key.into());
+        let cipher = aead_key(&wrap_key);
         let (nonce, rest) = wrapped.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(64);
-        let mut buf = ct.to_vec();
-        cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                &key_aad(&self.header, id)?,
-                &mut buf,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| CryptoError::Authentication)?;
+        let mut buf = rest.to_vec();
+        let n = open_detached(&cipher, nonce, &key_aad(&self.header, id)?, &mut buf)?;
         let mut b = [0u8; 64];
-        b.copy_from_slice(&buf);
+        b.copy_from_slice(
+            buf.get(..n)
+                .filter(|p| p.len() == 64)
+                .ok_or(CryptoError::Authentication)?,
+        );
         Ok(MasterKey::from_bytes(&b))
     }
 }
@@ -399,6 +422,44 @@ fn key_aad(header: &KeyFileHeader, id: &Id) -> Result<Vec<u8>, CryptoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The on-disk format is standard AES-256-GCM: a known answer (NIST GCM test case 16,
+    /// 256-bit key, with associated data) pins it, so that changing the implementation can
+    /// never change what existing repositories hold.
+    #[test]
+    fn aes_256_gcm_known_answer() {
+        fn hex(s: &str) -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        }
+        let key: [u8; 32] = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+            .try_into()
+            .unwrap();
+        let nonce: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let plain = hex(concat!(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72",
+            "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"
+        ));
+        let mut buf = plain.clone();
+        let tag = seal_detached(&aead_key(&key), nonce, &aad, &mut buf);
+        assert_eq!(
+            buf,
+            hex(concat!(
+                "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa",
+                "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+            ))
+        );
+        assert_eq!(
+            tag.as_ref(),
+            hex("76fc6ece0f4e1768cddf8853bb2d551b").as_slice()
+        );
+        buf.extend_from_slice(tag.as_ref());
+        let n = open_detached(&aead_key(&key), &nonce, &aad, &mut buf).unwrap();
+        assert_eq!(&buf[..n], plain.as_slice());
+    }
 
     #[test]
     fn seal_open_round_trip_and_binding() {

@@ -186,12 +186,101 @@ pub struct BlobLocation {
     pub entry: PackEntry,
 }
 
+/// Position of a pack in [`MasterIndex::packs`] that fits a [`Slot`] (3 bytes).
+const SLOT_PACK_LIMIT: u32 = 1 << 24;
+/// Plaintext length that fits a [`Slot`] (30 bits; chunks are at most 8 MiB).
+const SLOT_RAW_LIMIT: u32 = 1 << 30;
+const SLOT_TREE: u32 = 1 << 30;
+const SLOT_ZSTD: u32 = 1 << 31;
+/// Recent additions kept in a hash map before they are merged into the sorted table.
+const MERGE_MIN: usize = 16_384;
+
+/// One blob's location in 47 bytes, with no padding (every field is a byte array): the
+/// id, the pack's position (24 bits), offset and stored length, and the plaintext length
+/// (30 bits) with the blob type and compression in its top bits.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: [u8; 32],
+    pack: [u8; 3],
+    offset: [u8; 4],
+    stored_len: [u8; 4],
+    raw: [u8; 4],
+}
+
+impl Slot {
+    /// `None` for the rare location that does not fit (kept in the hash map instead).
+    fn new(pos: u32, e: &PackEntry) -> Option<Slot> {
+        if pos >= SLOT_PACK_LIMIT || e.raw_len >= SLOT_RAW_LIMIT {
+            return None;
+        }
+        let mut raw = e.raw_len;
+        if e.blob_type == BlobType::Tree {
+            raw |= SLOT_TREE;
+        }
+        if e.compression == Compression::Zstd {
+            raw |= SLOT_ZSTD;
+        }
+        let p = pos.to_le_bytes();
+        Some(Slot {
+            id: e.id.0,
+            pack: [p[0], p[1], p[2]],
+            offset: e.offset.to_le_bytes(),
+            stored_len: e.stored_len.to_le_bytes(),
+            raw: raw.to_le_bytes(),
+        })
+    }
+
+    fn pos(&self) -> u32 {
+        u32::from_le_bytes([self.pack[0], self.pack[1], self.pack[2], 0])
+    }
+
+    fn entry(&self) -> PackEntry {
+        let raw = u32::from_le_bytes(self.raw);
+        PackEntry {
+            id: Id(self.id),
+            blob_type: if raw & SLOT_TREE == 0 {
+                BlobType::Data
+            } else {
+                BlobType::Tree
+            },
+            compression: if raw & SLOT_ZSTD == 0 {
+                Compression::None
+            } else {
+                Compression::Zstd
+            },
+            offset: u32::from_le_bytes(self.offset),
+            stored_len: u32::from_le_bytes(self.stored_len),
+            raw_len: raw & (SLOT_RAW_LIMIT - 1),
+        }
+    }
+}
+
 /// All index files merged: blob id → location, and the packs that are indexed.
+///
+/// Compact, because a large repository's index must fit a small machine: the bulk lives in
+/// a table of 47-byte [`Slot`]s sorted by id, found through a bucket table on the ids'
+/// first bits (ids are uniformly distributed keyed hashes) and a short binary search.
+/// Additions go to a hash map first and are merged into the table in batches;
+/// [`MasterIndex::compact`] merges the rest (done after loading).
 #[derive(Debug, Default, Clone)]
 pub struct MasterIndex {
     packs: Vec<(Id, u64)>,
     pack_pos: HashMap<Id, u32>,
-    blobs: HashMap<Id, (u32, PackEntry)>,
+    /// Sorted by id, no id twice, none that is also in `recent`.
+    sorted: Vec<Slot>,
+    /// `buckets[b]` is the first position in `sorted` whose id starts with the
+    /// `bucket_bits`-bit prefix `b`; one more entry at the end.
+    buckets: Vec<u32>,
+    bucket_bits: u32,
+    /// Added since the last merge, and locations that do not fit a slot.
+    recent: HashMap<Id, (u32, PackEntry)>,
+}
+
+fn id_prefix(id: &[u8; 32], bits: u32) -> usize {
+    if bits == 0 {
+        return 0;
+    }
+    (u32::from_be_bytes([id[0], id[1], id[2], id[3]]) >> (32 - bits)) as usize
 }
 
 impl MasterIndex {
@@ -209,37 +298,125 @@ impl MasterIndex {
             u32::try_from(self.packs.len() - 1).unwrap_or(u32::MAX)
         });
         for e in blobs {
-            self.blobs.entry(e.id).or_insert((pos, *e));
+            if self.find_sorted(&e.id).is_none() {
+                self.recent.entry(e.id).or_insert((pos, *e));
+            }
         }
+        if self.recent.len() >= MERGE_MIN.max(self.sorted.len() / 4) {
+            self.merge();
+        }
+    }
+
+    /// Merges every recent addition into the sorted table and frees spare capacity: call
+    /// when no more additions are expected for a while (after loading the index files).
+    pub fn compact(&mut self) {
+        self.merge();
+        self.recent.shrink_to_fit();
+        self.sorted.shrink_to_fit();
+    }
+
+    fn merge(&mut self) {
+        let mut new = Vec::with_capacity(self.recent.len());
+        self.recent.retain(|_, (pos, e)| match Slot::new(*pos, e) {
+            Some(slot) => {
+                new.push(slot);
+                false
+            }
+            None => true,
+        });
+        if new.is_empty() {
+            return;
+        }
+        new.sort_unstable_by_key(|s| s.id);
+        // Merge in place from the back: no second copy of the table.
+        let old = self.sorted.len();
+        self.sorted.reserve_exact(new.len());
+        self.sorted.extend_from_slice(&new);
+        let (mut i, mut j, mut k) = (old, new.len(), old + new.len());
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1].id > new[j - 1].id {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = new[j - 1];
+                j -= 1;
+            }
+        }
+        self.rebuild_buckets();
+    }
+
+    fn rebuild_buckets(&mut self) {
+        let n = self.sorted.len();
+        // About four slots per bucket, at most 2^16 buckets (256 KiB).
+        self.bucket_bits = if n < 64 {
+            0
+        } else {
+            (usize::BITS - 1 - (n / 4).leading_zeros()).min(16)
+        };
+        let count = 1usize << self.bucket_bits;
+        self.buckets.clear();
+        self.buckets.reserve_exact(count + 1);
+        let mut at = 0usize;
+        for b in 0..count {
+            while at < n && id_prefix(&self.sorted[at].id, self.bucket_bits) < b {
+                at += 1;
+            }
+            self.buckets.push(u32::try_from(at).unwrap_or(u32::MAX));
+        }
+        self.buckets.push(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    fn find_sorted(&self, id: &Id) -> Option<&Slot> {
+        if self.sorted.is_empty() {
+            return None;
+        }
+        let b = id_prefix(&id.0, self.bucket_bits);
+        let lo = *self.buckets.get(b)? as usize;
+        let hi = *self.buckets.get(b + 1)? as usize;
+        let bucket = self.sorted.get(lo..hi)?;
+        bucket
+            .binary_search_by(|s| s.id.cmp(&id.0))
+            .ok()
+            .and_then(|i| bucket.get(i))
+    }
+
+    fn lookup(&self, id: &Id) -> Option<(u32, PackEntry)> {
+        if let Some(found) = self.recent.get(id) {
+            return Some(*found);
+        }
+        self.find_sorted(id).map(|s| (s.pos(), s.entry()))
+    }
+
+    fn location(&self, pos: u32, entry: PackEntry) -> Option<BlobLocation> {
+        self.packs
+            .get(pos as usize)
+            .map(|(pack, _)| BlobLocation { pack: *pack, entry })
     }
 
     /// Where a blob is.
     #[must_use]
     pub fn get(&self, id: &Id) -> Option<BlobLocation> {
-        self.blobs.get(id).and_then(|(pos, entry)| {
-            self.packs.get(*pos as usize).map(|(pack, _)| BlobLocation {
-                pack: *pack,
-                entry: *entry,
-            })
-        })
+        self.lookup(id)
+            .and_then(|(pos, entry)| self.location(pos, entry))
     }
 
     /// True when the blob is indexed.
     #[must_use]
     pub fn contains(&self, id: &Id) -> bool {
-        self.blobs.contains_key(id)
+        self.recent.contains_key(id) || self.find_sorted(id).is_some()
     }
 
     /// True when every blob is indexed.
     #[must_use]
     pub fn contains_all(&self, ids: &[Id]) -> bool {
-        ids.iter().all(|id| self.blobs.contains_key(id))
+        ids.iter().all(|id| self.contains(id))
     }
 
     /// Number of distinct blobs.
     #[must_use]
     pub fn blob_count(&self) -> usize {
-        self.blobs.len()
+        self.sorted.len() + self.recent.len()
     }
 
     /// Indexed packs with their sizes.
@@ -256,12 +433,11 @@ impl MasterIndex {
 
     /// Iterates over (blob id, location).
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.blobs.values().filter_map(|(pos, e)| {
-            self.packs.get(*pos as usize).map(|(pack, _)| BlobLocation {
-                pack: *pack,
-                entry: *e,
-            })
-        })
+        self.sorted
+            .iter()
+            .map(|s| (s.pos(), s.entry()))
+            .chain(self.recent.values().copied())
+            .filter_map(|(pos, e)| self.location(pos, e))
     }
 }
 
@@ -301,5 +477,89 @@ mod tests {
         assert_eq!(m.get(&Id([2; 32])).unwrap().pack, Id([1; 32]));
         assert!(!m.contains(&Id([3; 32])));
         assert_eq!(m.blob_count(), 2);
+    }
+
+    fn random_entry(rng: &mut u64, offset: u32) -> PackEntry {
+        let mut id = [0u8; 32];
+        for b in &mut id {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            *b = (*rng >> 24) as u8;
+        }
+        PackEntry {
+            id: Id(id),
+            blob_type: if offset.is_multiple_of(3) {
+                BlobType::Tree
+            } else {
+                BlobType::Data
+            },
+            compression: if offset.is_multiple_of(2) {
+                Compression::Zstd
+            } else {
+                Compression::None
+            },
+            offset,
+            stored_len: offset / 2 + 1,
+            raw_len: offset.wrapping_mul(7) % (SLOT_RAW_LIMIT - 1),
+        }
+    }
+
+    /// Tens of thousands of blobs (several merges of the sorted table), the first location
+    /// of a blob winning, every one found with all its fields, absent ids not found,
+    /// before and after compacting; a plaintext too long for a slot is kept too.
+    #[test]
+    fn compact_table_finds_every_blob_as_a_map_would() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut m = MasterIndex::default();
+        let mut model: HashMap<Id, (Id, PackEntry)> = HashMap::new();
+        for p in 0..120u32 {
+            let pack = Id::random();
+            let mut blobs: Vec<PackEntry> = (0..500)
+                .map(|i| random_entry(&mut rng, p * 1000 + i))
+                .collect();
+            // Duplicates of earlier blobs: the first location must win.
+            if p > 0 {
+                let again: Vec<PackEntry> = model.values().take(20).map(|(_, e)| *e).collect();
+                blobs.extend(again.into_iter().map(|mut e| {
+                    e.offset = 7;
+                    e
+                }));
+            }
+            if p == 60 {
+                let mut huge = random_entry(&mut rng, 3);
+                huge.raw_len = SLOT_RAW_LIMIT + 5;
+                blobs.push(huge);
+            }
+            for e in &blobs {
+                model.entry(e.id).or_insert((pack, *e));
+            }
+            m.add_pack(pack, 1 << 24, &blobs);
+        }
+        let check = |m: &MasterIndex| {
+            assert_eq!(m.blob_count(), model.len());
+            for (id, (pack, e)) in &model {
+                let loc = m.get(id).unwrap();
+                assert_eq!((loc.pack, loc.entry), (*pack, *e));
+            }
+            let mut r = 42u64;
+            for _ in 0..1000 {
+                let e = random_entry(&mut r, 1);
+                assert_eq!(m.contains(&e.id), model.contains_key(&e.id));
+            }
+            let listed: std::collections::HashSet<Id> = m.iter().map(|l| l.entry.id).collect();
+            assert_eq!(listed.len(), model.len());
+        };
+        assert!(m.sorted.len() > MERGE_MIN, "merged at least once");
+        check(&m);
+        m.compact();
+        assert_eq!(
+            m.recent.len(),
+            1,
+            "only the over-long blob stays in the map"
+        );
+        check(&m);
+        assert!(m.sorted.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(std::mem::size_of::<Slot>(), 47);
     }
 }

@@ -349,6 +349,7 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
+        index.compact();
         *self.index_write() = index;
         if let Ok(mut v) = self.index_files.write() {
             *v = ids;
@@ -715,8 +716,23 @@ pub fn seal_blob(key: &MasterKey, blob_type: BlobType, raw: &[u8]) -> SealedBlob
 /// Compresses and seals a blob whose id is already known.
 #[must_use]
 pub fn seal_blob_with_id(key: &MasterKey, blob_type: BlobType, id: Id, raw: &[u8]) -> SealedBlob {
-    let (compression, stored) = compress::compress(raw);
-    let sealed = key.seal(blob_type.object_type(), &id, &stored);
+    seal_blob_at(key, blob_type, id, raw, compress::ZSTD_LEVEL)
+}
+
+/// [`seal_blob_with_id`] at zstd `level` (see [`compress::ZSTD_LEVEL_STREAMS`]).
+#[must_use]
+pub fn seal_blob_at(
+    key: &MasterKey,
+    blob_type: BlobType,
+    id: Id,
+    raw: &[u8],
+    level: i32,
+) -> SealedBlob {
+    // One buffer, written once: room for the nonce, the stored bytes, then the tag.
+    let mut sealed = Vec::with_capacity(raw.len() + crate::crypto::SEAL_OVERHEAD);
+    sealed.extend_from_slice(&[0u8; crate::crypto::NONCE_LEN]);
+    let compression = compress::compress_append(raw, level, &mut sealed);
+    key.seal_in_place(blob_type.object_type(), &id, &mut sealed);
     SealedBlob {
         id,
         blob_type,

@@ -85,6 +85,7 @@ pub async fn restore_to_dir(
     let mut stack: Vec<(Id, PathBuf, Vec<u8>)> =
         vec![(snap.tree, target.to_path_buf(), Vec::new())];
     let mut total = 0usize;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
     while let Some((tree_id, dir, rel)) = stack.pop() {
         let tree = match repo.load_tree(&tree_id).await {
             Ok(t) => t,
@@ -132,16 +133,17 @@ pub async fn restore_to_dir(
                 }
                 NodeKind::File => {
                     total += 1;
-                    match restore_file(repo, &node, &path, opts).await {
-                        Ok(n) => {
-                            stats.files += 1;
-                            stats.bytes += n;
-                            set_meta(&path, &node, false);
+                    // Several files at once: most files are a blob or two, and one at a time
+                    // would leave a core idle while each one is opened, read and renamed.
+                    while in_flight.len() >= FILES_IN_FLIGHT {
+                        if let Some(done) = in_flight.next().await {
+                            file_done(&mut stats, done);
                         }
-                        // The file was written to a temporary name, removed on failure: a file
-                        // already at `path` is left as it was.
-                        Err(e) => stats.failures.push(format!("{shown}: {e}")),
                     }
+                    in_flight.push(async move {
+                        let r = restore_file(repo, &node, &path, opts).await;
+                        (r, node, path, shown)
+                    });
                 }
                 NodeKind::Symlink => {
                     total += 1;
@@ -156,7 +158,11 @@ pub async fn restore_to_dir(
             }
         }
     }
-    // Deepest folders last in the list: apply their metadata first.
+    while let Some(done) = in_flight.next().await {
+        file_done(&mut stats, done);
+    }
+    // Deepest folders last in the list: apply their metadata first (after every file in
+    // them was written, so that their times stay as recorded).
     for (path, node) in dir_meta.iter().rev() {
         set_meta(path, node, false);
     }
@@ -169,6 +175,21 @@ pub async fn restore_to_dir(
         });
     }
     Ok(stats)
+}
+
+/// A finished file of [`restore_to_dir`]: its metadata on success, its failure otherwise.
+fn file_done(stats: &mut RestoreStats, done: (Result<u64>, Node, PathBuf, String)) {
+    let (result, node, path, shown) = done;
+    match result {
+        Ok(n) => {
+            stats.files += 1;
+            stats.bytes += n;
+            set_meta(&path, &node, false);
+        }
+        // The file was written to a temporary name, removed on failure: a file already at
+        // `path` is left as it was.
+        Err(e) => stats.failures.push(format!("{shown}: {e}")),
+    }
 }
 
 fn remove_if_not(path: &Path, keep: impl Fn(&std::fs::Metadata) -> bool) -> std::io::Result<()> {
@@ -225,8 +246,14 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Number of blobs fetched ahead while restoring a file.
+/// Number of blobs fetched ahead while restoring a stream or a file.
 const PREFETCH: usize = 8;
+
+/// Files restored at once by [`restore_to_dir`], each with up to [`FILE_PREFETCH`] blobs
+/// ahead: at most 16 blobs (about 16 MiB) in memory.
+const FILES_IN_FLIGHT: usize = 4;
+/// Blobs fetched ahead for each file of [`restore_to_dir`].
+const FILE_PREFETCH: usize = 4;
 
 async fn restore_file(
     repo: &Repository,
@@ -245,15 +272,14 @@ async fn restore_file(
     crate::crypto::fill_random(&mut suffix);
     let tmp_name = format!(".strongroom-restore-{}", hex::encode(suffix));
     let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(&tmp)
         .map_err(RepoError::io("creating", &tmp))?;
-    let written = write_content(repo, &node.content, &mut f, opts.progress.as_deref()).await;
-    drop(f);
+    let written = write_file(repo, &node.content, f, path, opts.progress.as_deref()).await;
     let result = written.and_then(|n| {
         std::fs::rename(&tmp, path)
             .map(|()| n)
@@ -263,6 +289,43 @@ async fn restore_file(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes a file's blobs in order, each write on the blocking pool: the copy into the page
+/// cache costs about as much as decoding, and so files being restored at once write on
+/// every core instead of all on the one thread that drives them.
+async fn write_file(
+    repo: &Repository,
+    content: &[Id],
+    file: std::fs::File,
+    path: &Path,
+    progress: Option<&AtomicU64>,
+) -> Result<u64> {
+    let mut blobs = futures::stream::iter(content.iter().copied())
+        .map(|id| async move { repo.read_blob(&id).await })
+        .buffered(FILE_PREFETCH);
+    let mut file = Some(file);
+    let mut n = 0u64;
+    while let Some(b) = blobs.next().await {
+        let b = b?;
+        let len = b.len() as u64;
+        let mut f = file
+            .take()
+            .ok_or_else(|| RepoError::Invalid("restore lost its file".into()))?;
+        let (f, res) = tokio::task::spawn_blocking(move || {
+            let res = f.write_all(&b);
+            (f, res)
+        })
+        .await
+        .map_err(|e| RepoError::Invalid(format!("writer failed: {e}")))?;
+        res.map_err(RepoError::io("writing", path))?;
+        file = Some(f);
+        n += len;
+        if let Some(p) = progress {
+            p.fetch_add(len, Ordering::Relaxed);
+        }
+    }
+    Ok(n)
 }
 
 async fn write_content(

@@ -358,11 +358,11 @@ fn read_facts(session: &mut PgSession) -> Result<SnapshotFacts, SourceError> {
     })
 }
 
-type FactsThread = JoinHandle<(PgSession, Result<SnapshotFacts, SourceError>)>;
+type Globals = (Option<Vec<u8>>, GlobalsInfo);
+type FactsThread = JoinHandle<(PgSession, Result<SnapshotFacts, SourceError>, Globals)>;
 
 struct PgFinisher {
     url: DatabaseUrl,
-    tools: Tools,
     thread: Option<FactsThread>,
     server_version: String,
     tool: String,
@@ -379,13 +379,12 @@ impl FinishDump for PgFinisher {
             .thread
             .take()
             .ok_or_else(|| SourceError::DumpIncomplete("manifest already finished".into()))?;
-        let (session, facts) = thread
+        let (session, facts, (globals_sql, globals)) = thread
             .join()
             .map_err(|_| SourceError::DumpIncomplete("the row-counting thread panicked".into()))?;
         let facts = facts?;
         // Ends the snapshot's transaction.
         session.close()?;
-        let (globals_sql, globals) = dump_globals(&self.url, &self.tools);
         let mut warnings = Vec::new();
         if !globals.role_passwords
             && let Some(note) = &globals.note
@@ -454,8 +453,8 @@ fn export_snapshot(url: &DatabaseUrl, tools: &Tools) -> Result<ExportedSnapshot,
     })
 }
 
-/// Count the rows inside the exported snapshot on a thread while `pg_dump` runs; the
-/// returned finisher joins it and ends the transaction.
+/// Count the rows inside the exported snapshot, then dump the globals, on a thread while
+/// `pg_dump` runs; the returned finisher joins it and ends the transaction.
 fn count_in_background(
     url: &DatabaseUrl,
     tools: &Tools,
@@ -464,16 +463,18 @@ fn count_in_background(
     extension: &str,
 ) -> Result<PgFinisher, SourceError> {
     let mut session = snap.session;
+    let (globals_url, globals_tools) = (url.clone(), tools.clone());
     let thread = std::thread::Builder::new()
         .name("pg-snapshot-counts".into())
         .spawn(move || {
             let facts = read_facts(&mut session);
-            (session, facts)
+            // The globals too, while the dump runs: they are not part of its snapshot.
+            let globals = dump_globals(&globals_url, &globals_tools);
+            (session, facts, globals)
         })
         .map_err(|e| SourceError::io("starting the row-counting thread", e))?;
     Ok(PgFinisher {
         url: url.clone(),
-        tools: tools.clone(),
         thread: Some(thread),
         server_version: snap.server.version,
         tool: snap.tool,
