@@ -44,6 +44,7 @@ struct Contexts {
     blob_level: i32,
     probe: Option<zstd::bulk::Compressor<'static>>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    /// The probe's output (a few KiB).
     scratch: Vec<u8>,
 }
 
@@ -59,9 +60,9 @@ thread_local! {
     };
 }
 
-/// zstd at `level` of `data` into `out` (overwritten), with this thread's context for that
-/// level; `None` when zstd fails (the caller then stores the data as is).
-fn zstd_into(
+/// zstd at `level` of `data`, appended to `out`, with this thread's context for that level;
+/// the compressed length, or `None` (and `out` as it was) when zstd fails.
+fn zstd_append(
     slot: &mut Option<zstd::bulk::Compressor<'static>>,
     level: i32,
     data: &[u8],
@@ -71,9 +72,19 @@ fn zstd_into(
         *slot = zstd::bulk::Compressor::new(level).ok();
     }
     let ctx = slot.as_mut()?;
-    out.clear();
-    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
-    ctx.compress_to_buffer(data, out).ok()
+    let start = out.len();
+    out.resize(start + zstd::zstd_safe::compress_bound(data.len()), 0);
+    let written = out
+        .get_mut(start..)
+        .and_then(|room| ctx.compress_to_buffer(data, room).ok());
+    out.truncate(start + written.unwrap_or(0));
+    written
+}
+
+/// Room [`compress_append`] may use for `len` bytes of data (zstd's worst case).
+#[must_use]
+pub fn stored_bound(len: usize) -> usize {
+    zstd::zstd_safe::compress_bound(len).max(len)
 }
 
 /// Compresses `data` unless that saves less than 1/32 of it; returns the bytes to store.
@@ -102,22 +113,18 @@ pub fn compress_append(data: &[u8], level: i32, out: &mut Vec<u8>) -> Compressio
             return Compression::None;
         };
         let Contexts {
-            blob,
-            blob_level,
-            scratch,
-            ..
+            blob, blob_level, ..
         } = &mut *cx;
         if *blob_level != level {
             // Recreated at the new level on first use.
             *blob = None;
             *blob_level = level;
         }
-        match zstd_into(blob, level, data, scratch) {
-            Some(n) if n + n / 32 < data.len() => {
-                out.extend_from_slice(scratch.get(..n).unwrap_or_default());
-                Compression::Zstd
-            }
+        let start = out.len();
+        match zstd_append(blob, level, data, out) {
+            Some(n) if n + n / 32 < data.len() => Compression::Zstd,
             _ => {
+                out.truncate(start);
                 out.extend_from_slice(data);
                 Compression::None
             }
@@ -141,7 +148,8 @@ pub fn sample_compresses(data: &[u8]) -> bool {
             return true;
         };
         let Contexts { probe, scratch, .. } = &mut *cx;
-        match zstd_into(probe, 1, sample, scratch) {
+        scratch.clear();
+        match zstd_append(probe, 1, sample, scratch) {
             Some(n) => n < SAMPLE - SAMPLE / 16,
             None => true,
         }

@@ -150,6 +150,8 @@ impl PackBuilder {
     pub fn finish(mut self, key: &MasterKey) -> (Id, Vec<u8>, Vec<PackEntry>) {
         let header = encode_header(&self.entries);
         let sealed = key.seal(ObjectType::PackHeader, &Id::default(), &header);
+        // Exact: a doubling Vec would touch up to twice the pack's size.
+        self.data.reserve_exact(sealed.len() + 4 + PACK_MAGIC.len());
         self.data.extend_from_slice(&sealed);
         self.data.extend_from_slice(
             &u32::try_from(sealed.len())

@@ -729,7 +729,8 @@ pub fn seal_blob_at(
     level: i32,
 ) -> SealedBlob {
     // One buffer, written once: room for the nonce, the stored bytes, then the tag.
-    let mut sealed = Vec::with_capacity(raw.len() + crate::crypto::SEAL_OVERHEAD);
+    let mut sealed =
+        Vec::with_capacity(compress::stored_bound(raw.len()) + crate::crypto::SEAL_OVERHEAD);
     sealed.extend_from_slice(&[0u8; crate::crypto::NONCE_LEN]);
     let compression = compress::compress_append(raw, level, &mut sealed);
     key.seal_in_place(blob_type.object_type(), &id, &mut sealed);
@@ -821,8 +822,13 @@ impl<'a> Packer<'a> {
             BlobType::Tree => &mut self.tree,
         };
         if builder.is_empty() {
-            // Reserve once: a doubling Vec would touch up to twice the pack size.
-            builder.reserve(self.repo.config.pack_size as usize + blob.sealed.len() + 4096);
+            // Reserve once: a doubling Vec would copy and touch up to twice the pack size.
+            // Room for the blob that crosses the pack size (chunks are at most 8 MiB) and
+            // for the header (1/32 of the pack holds the entries of 12,000 blobs). Pages
+            // that are never written cost no memory.
+            let pack_size = self.repo.config.pack_size as usize;
+            let crossing = blob.sealed.len().max(8 << 20) + 4096;
+            builder.reserve(pack_size + crossing + pack_size / 32);
         }
         builder.add(
             blob.id,
