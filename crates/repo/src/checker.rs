@@ -17,7 +17,7 @@ use crate::crypto::{KeyFile, MasterKey};
 use crate::error::Result;
 use crate::id::Id;
 use crate::pack::{PackEntry, pack_id, read_header};
-use crate::repository::{Repository, decode_blob};
+use crate::repository::{Repository, check_blob};
 use crate::tree::NodeKind;
 
 /// Which packs to read in full.
@@ -294,6 +294,8 @@ fn check_pack(
     let next = AtomicUsize::new(0);
     let run = || {
         let mut done = Vec::new();
+        // Reused for every blob this thread checks.
+        let (mut sealed, mut raw) = (Vec::new(), Vec::new());
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= jobs {
@@ -305,7 +307,7 @@ fn check_pack(
                     let start = e.offset as usize;
                     let end = start + e.stored_len as usize;
                     let res = match bytes.get(start..end) {
-                        Some(s) => decode_blob(key, &pid, e, s).map(|_| ()),
+                        Some(s) => check_blob(key, &pid, e, s, &mut sealed, &mut raw),
                         None => Err(crate::error::RepoError::Corrupt {
                             what: format!("blob {} in pack {}", e.id.short(), pid.short()),
                             detail: "past the end of the pack".into(),

@@ -181,32 +181,47 @@ pub fn decompress(
             Ok(stored)
         }
         Compression::Zstd => {
-            let mut out = Vec::with_capacity(raw_len);
-            let n = CONTEXTS
-                .with(|cell| {
-                    let mut cx = cell
-                        .try_borrow_mut()
-                        .map_err(|_| "decompression context busy".to_owned())?;
-                    if cx.decompressor.is_none() {
-                        cx.decompressor =
-                            Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
-                    }
-                    match cx.decompressor.as_mut() {
-                        Some(d) => d
-                            .decompress_to_buffer(&stored, &mut out)
-                            .map_err(|e| e.to_string()),
-                        None => Err("no decompression context".to_owned()),
-                    }
-                })
-                .map_err(DecompressError)?;
-            if n != raw_len {
-                return Err(DecompressError(format!(
-                    "expected {raw_len} bytes, got {n}"
-                )));
-            }
+            let mut out = Vec::new();
+            decompress_zstd_into(&stored, raw_len, &mut out)?;
             Ok(out)
         }
     }
+}
+
+/// Like [`decompress`] for a zstd blob, into `out` (cleared, then filled with exactly
+/// `raw_len` bytes), with this thread's context: no allocation once `out` has grown.
+///
+/// # Errors
+/// When the bytes are not a valid zstd frame of `raw_len` bytes.
+pub fn decompress_zstd_into(
+    stored: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecompressError> {
+    out.clear();
+    out.reserve(raw_len);
+    let n = CONTEXTS
+        .with(|cell| {
+            let mut cx = cell
+                .try_borrow_mut()
+                .map_err(|_| "decompression context busy".to_owned())?;
+            if cx.decompressor.is_none() {
+                cx.decompressor = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+            }
+            match cx.decompressor.as_mut() {
+                Some(d) => d
+                    .decompress_to_buffer(stored, out)
+                    .map_err(|e| e.to_string()),
+                None => Err("no decompression context".to_owned()),
+            }
+        })
+        .map_err(DecompressError)?;
+    if n != raw_len {
+        return Err(DecompressError(format!(
+            "expected {raw_len} bytes, got {n}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -199,6 +199,26 @@ impl MasterKey {
         buf.extend_from_slice(tag.as_ref());
     }
 
+    /// Decrypts and authenticates a sealed object in place; returns the plaintext, which is
+    /// `sealed[NONCE_LEN..NONCE_LEN + len]` afterwards (the rest of `sealed` is garbage).
+    /// For callers that check many objects and reuse one buffer.
+    ///
+    /// # Errors
+    /// As [`MasterKey::open`].
+    pub fn open_in_place<'a>(
+        &self,
+        kind: ObjectType,
+        id: &Id,
+        sealed: &'a mut [u8],
+    ) -> Result<&'a [u8], CryptoError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(CryptoError::TooShort(sealed.len()));
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let n = open_detached(&self.cipher, nonce, &aad(kind, id), rest)?;
+        Ok(rest.get(..n).unwrap_or_default())
+    }
+
     /// Decrypts and authenticates an object sealed by [`MasterKey::seal`].
     ///
     /// # Errors

@@ -685,6 +685,50 @@ pub fn decode_blob(key: &MasterKey, pack: &Id, e: &PackEntry, stored: &[u8]) -> 
     Ok(raw)
 }
 
+/// Checks a blob as [`decode_blob`] does (authenticated, decompressed, hashed) without
+/// keeping its content, in the caller's buffers: once they have grown to the largest blob,
+/// checking allocates nothing.
+///
+/// # Errors
+/// [`RepoError::Corrupt`] naming the blob and pack.
+pub fn check_blob(
+    key: &MasterKey,
+    pack: &Id,
+    e: &PackEntry,
+    stored: &[u8],
+    sealed: &mut Vec<u8>,
+    raw: &mut Vec<u8>,
+) -> Result<()> {
+    let corrupt = |d: String| RepoError::Corrupt {
+        what: format!("blob {} in pack {}", e.id.short(), pack.short()),
+        detail: d,
+    };
+    sealed.clear();
+    sealed.extend_from_slice(stored);
+    let plain = key
+        .open_in_place(e.blob_type.object_type(), &e.id, sealed)
+        .map_err(|x| corrupt(x.to_string()))?;
+    let content: &[u8] = match e.compression {
+        Compression::None => plain,
+        Compression::Zstd => {
+            compress::decompress_zstd_into(plain, e.raw_len as usize, raw)
+                .map_err(|x| corrupt(x.to_string()))?;
+            raw
+        }
+    };
+    if content.len() != e.raw_len as usize {
+        return Err(corrupt(format!(
+            "expected {} bytes, got {}",
+            e.raw_len,
+            content.len()
+        )));
+    }
+    if key.blob_id(content) != e.id {
+        return Err(corrupt("content does not match its id".into()));
+    }
+    Ok(())
+}
+
 /// The current time in RFC 3339 (UTC, nanoseconds trimmed to micro).
 #[must_use]
 pub fn now_rfc3339() -> String {
