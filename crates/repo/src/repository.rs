@@ -421,7 +421,8 @@ impl Repository {
             )))?;
         let key = self.key.clone();
         let pack = loc.pack;
-        tokio::task::spawn_blocking(move || decode_blob(&key, &pack, &e, &stored))
+        // Bytes made from a Vec give it back without a copy when they are its only owner.
+        tokio::task::spawn_blocking(move || decode_blob_vec(&key, &pack, &e, Vec::from(stored)))
             .await
             .map_err(|e| RepoError::Invalid(e.to_string()))?
     }
@@ -670,12 +671,25 @@ async fn write_key(
 /// # Errors
 /// [`RepoError::Corrupt`] naming the blob and pack.
 pub fn decode_blob(key: &MasterKey, pack: &Id, e: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
+    decode_blob_vec(key, pack, e, stored.to_vec())
+}
+
+/// [`decode_blob`] of a blob's bytes the caller owns: decrypted where they are.
+///
+/// # Errors
+/// [`RepoError::Corrupt`] naming the blob and pack.
+pub fn decode_blob_vec(
+    key: &MasterKey,
+    pack: &Id,
+    e: &PackEntry,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>> {
     let corrupt = |d: String| RepoError::Corrupt {
         what: format!("blob {} in pack {}", e.id.short(), pack.short()),
         detail: d,
     };
     let plain = key
-        .open(e.blob_type.object_type(), &e.id, stored)
+        .open_vec(e.blob_type.object_type(), &e.id, stored)
         .map_err(|x| corrupt(x.to_string()))?;
     let raw = compress::decompress(e.compression, plain, e.raw_len as usize)
         .map_err(|x| corrupt(x.to_string()))?;
