@@ -20,7 +20,7 @@ use std::process::Command;
 
 use common::*;
 use strongroom_jobs::database::{self, DIRECTORY_FORMAT, DatabaseMeta};
-use strongroom_repo::SnapshotKind;
+use strongroom_repo::{Id, Snapshot, SnapshotKind};
 use strongroom_sources::{DatabaseSource, Tools};
 
 const SQL: &str = "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); \
@@ -48,6 +48,20 @@ fn parallel(db: &PgDb, jobs: u32, tmp: &Path) -> DatabaseSource {
         .with_parallel_jobs(jobs)
 }
 
+/// A new database `name` loaded with [`SQL`], backed up with `-j 2` into a new repository,
+/// its temporary folders under the returned `tmp`.
+async fn backed_up(name: &str) -> (PgDb, tempfile::TempDir, Repo, Id, Snapshot) {
+    let src = PgDb::create(name);
+    pg(&src.0, SQL);
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new().await;
+    let (id, snap) = repo
+        .backup("clinic", &parallel(&src, 2, tmp.path()))
+        .await
+        .unwrap();
+    (src, tmp, repo, id, snap)
+}
+
 /// Every table's row count and an md5 of its rows in a stable order.
 fn checksums(db: &str) -> String {
     pg(
@@ -73,15 +87,7 @@ fn entries(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_round_trip_restores_the_same_data() {
     require_postgres();
-    let src = PgDb::create("par_src");
-    pg(&src.0, SQL);
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new().await;
-
-    let (id, snap) = repo
-        .backup("clinic", &parallel(&src, 2, tmp.path()))
-        .await
-        .unwrap();
+    let (src, tmp, repo, id, snap) = backed_up("par_src").await;
     assert!(
         entries(tmp.path()).is_empty(),
         "temporary folders left: {:?}",
@@ -226,14 +232,7 @@ async fn a_failing_parallel_dump_fails_the_job_and_leaves_no_folder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_restore_proves_a_directory_snapshot() {
     require_postgres();
-    let src = PgDb::create("par_tr");
-    pg(&src.0, SQL);
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new().await;
-    let (id, snap) = repo
-        .backup("clinic", &parallel(&src, 2, tmp.path()))
-        .await
-        .unwrap();
+    let (src, _tmp, repo, id, snap) = backed_up("par_tr").await;
 
     let report = database::test_restore(&repo.repo, &id, &snap, Some(&src.source()))
         .await

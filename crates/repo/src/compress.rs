@@ -172,12 +172,7 @@ pub fn decompress(
 ) -> Result<Vec<u8>, DecompressError> {
     match c {
         Compression::None => {
-            if stored.len() != raw_len {
-                return Err(DecompressError(format!(
-                    "expected {raw_len} bytes, got {}",
-                    stored.len()
-                )));
-            }
+            check_raw_len(stored.len(), raw_len)?;
             Ok(stored)
         }
         Compression::Zstd => {
@@ -216,9 +211,17 @@ pub fn decompress_zstd_into(
             }
         })
         .map_err(DecompressError)?;
-    if n != raw_len {
+    check_raw_len(n, raw_len)
+}
+
+/// A blob's content has the length recorded for it.
+///
+/// # Errors
+/// When it does not.
+pub fn check_raw_len(len: usize, raw_len: usize) -> Result<(), DecompressError> {
+    if len != raw_len {
         return Err(DecompressError(format!(
-            "expected {raw_len} bytes, got {n}"
+            "expected {raw_len} bytes, got {len}"
         )));
     }
     Ok(())

@@ -210,21 +210,8 @@ impl MasterKey {
         id: &Id,
         mut sealed: Vec<u8>,
     ) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(CryptoError::TooShort(sealed.len()));
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(sealed.get(..NONCE_LEN).unwrap_or_default());
-        let n = self
-            .cipher
-            .open_within(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(kind, id)),
-                &mut sealed,
-                NONCE_LEN..,
-            )
-            .map(|p| p.len())
-            .map_err(|_| CryptoError::Authentication)?;
+        let n = self.open_in_place(kind, id, &mut sealed)?.len();
+        sealed.copy_within(NONCE_LEN..NONCE_LEN + n, 0);
         sealed.truncate(n);
         Ok(sealed)
     }

@@ -684,18 +684,12 @@ pub fn decode_blob_vec(
     e: &PackEntry,
     stored: Vec<u8>,
 ) -> Result<Vec<u8>> {
-    let corrupt = |d: String| RepoError::Corrupt {
-        what: format!("blob {} in pack {}", e.id.short(), pack.short()),
-        detail: d,
-    };
     let plain = key
         .open_vec(e.blob_type.object_type(), &e.id, stored)
-        .map_err(|x| corrupt(x.to_string()))?;
+        .map_err(|x| blob_corrupt(pack, e, x))?;
     let raw = compress::decompress(e.compression, plain, e.raw_len as usize)
-        .map_err(|x| corrupt(x.to_string()))?;
-    if key.blob_id(&raw) != e.id {
-        return Err(corrupt("content does not match its id".into()));
-    }
+        .map_err(|x| blob_corrupt(pack, e, x))?;
+    ensure_blob_id(key, pack, e, &raw)?;
     Ok(raw)
 }
 
@@ -713,32 +707,38 @@ pub fn check_blob(
     sealed: &mut Vec<u8>,
     raw: &mut Vec<u8>,
 ) -> Result<()> {
-    let corrupt = |d: String| RepoError::Corrupt {
-        what: format!("blob {} in pack {}", e.id.short(), pack.short()),
-        detail: d,
-    };
     sealed.clear();
     sealed.extend_from_slice(stored);
     let plain = key
         .open_in_place(e.blob_type.object_type(), &e.id, sealed)
-        .map_err(|x| corrupt(x.to_string()))?;
+        .map_err(|x| blob_corrupt(pack, e, x))?;
     let content: &[u8] = match e.compression {
-        Compression::None => plain,
+        Compression::None => {
+            compress::check_raw_len(plain.len(), e.raw_len as usize)
+                .map_err(|x| blob_corrupt(pack, e, x))?;
+            plain
+        }
         Compression::Zstd => {
             compress::decompress_zstd_into(plain, e.raw_len as usize, raw)
-                .map_err(|x| corrupt(x.to_string()))?;
+                .map_err(|x| blob_corrupt(pack, e, x))?;
             raw
         }
     };
-    if content.len() != e.raw_len as usize {
-        return Err(corrupt(format!(
-            "expected {} bytes, got {}",
-            e.raw_len,
-            content.len()
-        )));
+    ensure_blob_id(key, pack, e, content)
+}
+
+/// The error of a blob that fails to decode.
+fn blob_corrupt(pack: &Id, e: &PackEntry, detail: impl std::fmt::Display) -> RepoError {
+    RepoError::Corrupt {
+        what: format!("blob {} in pack {}", e.id.short(), pack.short()),
+        detail: detail.to_string(),
     }
+}
+
+/// Decoded content belongs to the blob: its keyed hash is the blob's id.
+fn ensure_blob_id(key: &MasterKey, pack: &Id, e: &PackEntry, content: &[u8]) -> Result<()> {
     if key.blob_id(content) != e.id {
-        return Err(corrupt("content does not match its id".into()));
+        return Err(blob_corrupt(pack, e, "content does not match its id"));
     }
     Ok(())
 }
