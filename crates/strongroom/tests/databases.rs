@@ -171,35 +171,7 @@ const DATA: &str = "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NUL
      FROM generate_series(1, 5000) g; \
      INSERT INTO marks (note_id, what) SELECT id, 'm' || id FROM notes WHERE id % 4 = 0;";
 
-fn which(name: &str) -> PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed"))
-}
-
-/// A folder to use as `PATH`: symlinks to real tools, and shell scripts in whose bodies
-/// `@REAL_<tool>@` is the real tool's path.
-fn tool_dir(links: &[&str], scripts: &[(&str, &str)]) -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    for name in links {
-        std::os::unix::fs::symlink(which(name), dir.path().join(name)).unwrap();
-    }
-    for (name, body) in scripts {
-        let mut body = (*body).to_owned();
-        for tool in ["pg_dump", "head"] {
-            body = body.replace(
-                &format!("@REAL_{tool}@"),
-                &which(tool).display().to_string(),
-            );
-        }
-        let p = dir.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    dir
-}
+use strongroom_testkit::tool_dir;
 
 // ---------------------------------------------------------------------------------------
 // Running the binary.

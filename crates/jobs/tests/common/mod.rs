@@ -345,41 +345,10 @@ pub async fn stream_bytes(repo: &Repository, snap: &Snapshot) -> Vec<u8> {
 
 // --------------------------------------------------------------------------------- Tools
 
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// A folder holding only the given tools: symlinks to the real ones and fake shell scripts
 /// (in whose bodies `@REAL_<tool>@` is replaced by the real tool's path).
 pub fn tool_dir(links: &[&str], scripts: &[(&str, &str)]) -> (tempfile::TempDir, Tools) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    for name in links {
-        let real = which(name).unwrap_or_else(|| panic!("{name} is not installed"));
-        std::os::unix::fs::symlink(real, dir.path().join(name)).unwrap();
-    }
-    for (name, body) in scripts {
-        let mut body = (*body).to_owned();
-        for tool in [
-            "pg_dump",
-            "pg_dumpall",
-            "psql",
-            "mariadb-dump",
-            "mariadb",
-            "head",
-        ] {
-            let key = format!("@REAL_{tool}@");
-            if body.contains(&key) {
-                let real = which(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
-                body = body.replace(&key, &real.display().to_string());
-            }
-        }
-        let p = dir.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let dir = strongroom_testkit::tool_dir(links, scripts);
     let tools = Tools {
         search_path: Some(dir.path().as_os_str().to_os_string()),
         temp_dir: None,

@@ -166,28 +166,12 @@ impl Drop for MyDb {
 
 /// A directory holding only the given tools: symlinks to real ones and fake scripts.
 pub fn tool_dir(links: &[&str], scripts: &[(&str, &str)]) -> (tempfile::TempDir, Tools) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    for name in links {
-        let real = which(name).unwrap_or_else(|| panic!("{name} is not installed"));
-        std::os::unix::fs::symlink(real, dir.path().join(name)).unwrap();
-    }
-    for (name, body) in scripts {
-        let p = dir.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let dir = strongroom_testkit::tool_dir(links, scripts);
     let tools = Tools {
         search_path: Some(dir.path().as_os_str().to_os_string()),
         temp_dir: None,
     };
     (dir, tools)
-}
-
-pub fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Run a complete dump: read the stream to its end, then finish the manifest.
