@@ -342,10 +342,11 @@ pub async fn restore(
         return restore_directory(repo, snap, &meta, target, replace).await;
     }
     let node = restorer::stream_node(repo, snap).await?;
+    let content = repo.file_content(&node).await?;
     let reader = BlobReader::new(
         Arc::clone(repo),
         tokio::runtime::Handle::current(),
-        node.content,
+        content,
         format!("snapshot {}", id.short()),
     );
     let target = target.clone();

@@ -73,7 +73,8 @@ async fn test_restore_catches_a_tampered_snapshot() {
     assert!(ok.ok && ok.tables_checked == 2, "{ok:?}");
 
     let node = restorer::stream_node(&repo.repo, &snap).await.unwrap();
-    let (pack, offset, len) = blob_in_the_middle(&repo.repo, &node.content);
+    let content = repo.repo.file_content(&node).await.unwrap();
+    let (pack, offset, len) = blob_in_the_middle(&repo.repo, &content);
     let path = LocalStorage::new(repo.path.clone())
         .object_path(Kind::Pack, &pack.to_hex())
         .unwrap();
@@ -145,7 +146,8 @@ async fn test_restore_catches_a_tampered_sqlite_snapshot_in_memory() {
     );
 
     let node = restorer::stream_node(&repo, &snap).await.unwrap();
-    let (pack, offset, len) = blob_in_the_middle(&repo, &node.content);
+    let content = repo.file_content(&node).await.unwrap();
+    let (pack, offset, len) = blob_in_the_middle(&repo, &content);
     let name = pack.to_hex();
     let mut data = store.read(Kind::Pack, &name).await.unwrap().to_vec();
     let at = usize::try_from(offset + len / 3).unwrap();

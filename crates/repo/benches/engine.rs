@@ -483,6 +483,7 @@ fn sample_tree(files: usize) -> Tree {
                 inode: 1_000_000 + i as u64,
                 size: 2_000_000,
                 content: content[i * 2..i * 2 + 2].to_vec(),
+                content_lists: vec![],
                 subtree: None,
                 target: None,
             })

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::chunker::{Chunker, ChunkerParams};
+use crate::content;
 use crate::crypto::MasterKey;
 use crate::error::{RepoError, Result};
 use crate::id::Id;
@@ -110,6 +111,7 @@ fn meta_node(name: Vec<u8>, kind: NodeKind, md: &std::fs::Metadata) -> Node {
         inode: md.ino(),
         size: md.len(),
         content: vec![],
+        content_lists: vec![],
         subtree: None,
         target: None,
     }
@@ -247,6 +249,7 @@ pub async fn backup_stream_with(
         inode: 0,
         size: 0,
         content: vec![],
+        content_lists: vec![],
         subtree: None,
         target: None,
     };
@@ -445,6 +448,15 @@ where
                         .take()
                         .ok_or_else(|| RepoError::Invalid("file end without start".into()))?;
                     f.size = size;
+                    if content::needs_lists(&f.content) {
+                        for part in content::split(&f.content) {
+                            let id = packer
+                                .add_plain(BlobType::Tree, content::encode(part))
+                                .await?;
+                            f.content_lists.push(id);
+                        }
+                        f.content.clear();
+                    }
                     summary.files += 1;
                     summary.files_read += 1;
                     summary.bytes_read += size;
@@ -688,6 +700,22 @@ impl Walker<'_> {
         send(self.tx, Event::DirEnd)
     }
 
+    /// Whether every blob of an earlier snapshot's file node is in the index, so the node can
+    /// be reused for an unchanged file. Content lists are read (the walker runs on a blocking
+    /// thread, outside the runtime); a list that cannot be read means the file is read again.
+    fn stored_content_present(&self, p: &Node) -> bool {
+        if p.content_lists.is_empty() {
+            return !p.content.is_empty() && self.repo.index_read().contains_all(&p.content);
+        }
+        if !self.repo.index_read().contains_all(&p.content_lists) {
+            return false;
+        }
+        match self.handle.block_on(self.repo.file_content(p)) {
+            Ok(ids) => self.repo.index_read().contains_all(&ids),
+            Err(_) => false,
+        }
+    }
+
     fn file(
         &mut self,
         path: &Path,
@@ -702,11 +730,11 @@ impl Walker<'_> {
                 && p.mtime_ns == node.mtime_ns
                 && p.ctime_ns == node.ctime_ns
                 && p.inode == node.inode
-                && !p.content.is_empty()
-                && self.repo.index_read().contains_all(&p.content);
+                && self.stored_content_present(p);
             if unchanged {
                 let mut n = node;
                 n.content.clone_from(&p.content);
+                n.content_lists.clone_from(&p.content_lists);
                 return send(self.tx, Event::Leaf(n));
             }
         }

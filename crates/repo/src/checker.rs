@@ -160,8 +160,22 @@ pub async fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport
                             .push(format!("snapshot {} folder /{p} has no tree", sid.short())),
                     },
                     NodeKind::File => {
+                        let mut blobs = node.content.clone();
+                        for l in &node.content_lists {
+                            blobs.push(*l);
+                            if !seen_trees.insert(*l) {
+                                // Its blobs were checked where it was first met.
+                                continue;
+                            }
+                            match repo.load_content_list(l).await {
+                                Ok(ids) => blobs.extend(ids),
+                                Err(e) => r
+                                    .errors
+                                    .push(format!("snapshot {} file /{p}: {e}", sid.short())),
+                            }
+                        }
                         let index = repo.index_read();
-                        for b in &node.content {
+                        for b in &blobs {
                             if !index.contains(b) {
                                 r.errors.push(format!(
                                     "snapshot {} file /{p}: blob {} is missing from the index",
@@ -416,7 +430,17 @@ pub async fn verify_snapshot(repo: &Repository, snap: &crate::Snapshot) -> Resul
             match node.kind {
                 NodeKind::Dir => stack.extend(node.subtree.map(|s| (s, p))),
                 NodeKind::File => {
-                    for b in &node.content {
+                    let mut blobs = node.content.clone();
+                    for l in &node.content_lists {
+                        if !seen.insert(*l) {
+                            continue;
+                        }
+                        match repo.load_content_list(l).await {
+                            Ok(ids) => blobs.extend(ids),
+                            Err(e) => errors.push(format!("file /{p}: {e}")),
+                        }
+                    }
+                    for b in &blobs {
                         if seen.insert(*b)
                             && let Err(e) = repo.read_blob(b).await
                         {

@@ -1,8 +1,10 @@
-//! Content-defined chunking (FastCDC 2020) with parameters per kind of data.
+//! Content-defined chunking with parameters per kind of data: FastCDC 2020 for files, and
+//! a line-anchored variant of it for database dumps.
 //!
 //! Media files are cut into large chunks (fewer index entries, little to gain from small
 //! ones); database dumps into small chunks, because a change to a few rows then rewrites
-//! little. Pure logic over a reader; the caller decides what to do with each chunk.
+//! little. Pure logic over a reader; the caller decides what to do with each chunk. It must
+//! not change where an existing repository's parameters cut: dedup depends on it.
 
 use std::io::Read;
 
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Chunk size bounds in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChunkerParams {
     /// Smallest chunk (except the last of a file).
     pub min: u32,
@@ -17,6 +20,14 @@ pub struct ChunkerParams {
     pub avg: u32,
     /// Largest chunk.
     pub max: u32,
+    /// Line-anchored cutting (for dumps): besides FastCDC's rolling gear hash over the last
+    /// 64 bytes, a hash of the current line since its last `\n` may also cut. Rows that differ
+    /// only in a few bytes before long runs of identical bytes (padding, repeated values) give
+    /// the gear hash nothing to cut on, so chunks there reach `max` and an edit shifts every
+    /// following cut; the line hash keeps cuts tied to the rows. Absent in the config of
+    /// repositories made before it existed (plain FastCDC).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub line_anchored: bool,
 }
 
 impl ChunkerParams {
@@ -25,12 +36,14 @@ impl ChunkerParams {
         min: 512 * 1024,
         avg: 1024 * 1024,
         max: 8 * 1024 * 1024,
+        line_anchored: false,
     };
-    /// For database dumps and other streams: 16 KiB / 64 KiB / 256 KiB.
+    /// For database dumps and other streams: 8 KiB / 16 KiB / 64 KiB, line-anchored.
     pub const DUMPS: ChunkerParams = ChunkerParams {
-        min: 16 * 1024,
-        avg: 64 * 1024,
-        max: 256 * 1024,
+        min: 8 * 1024,
+        avg: 16 * 1024,
+        max: 64 * 1024,
+        line_anchored: true,
     };
 
     /// Checks the bounds FastCDC accepts.
@@ -41,6 +54,11 @@ impl ChunkerParams {
         use fastcdc::v2020::{
             AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
         };
+        if self.line_anchored && !self.avg.is_power_of_two() {
+            return Err(format!(
+                "chunker bounds {self:?}: a line-anchored average must be a power of two"
+            ));
+        }
         let in_range = (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max)
@@ -74,13 +92,17 @@ impl<R: Read> Chunker<R> {
     pub fn new(params: ChunkerParams, seed: u64) -> Chunker<R> {
         let (gear, gear_ls) = fastcdc::v2020::get_gear_with_seed(seed);
         let bits = fastcdc::v2020::logarithm2(params.avg) as usize;
-        let masks = (
-            fastcdc::v2020::MASKS
-                .get(bits + 1)
-                .copied()
-                .unwrap_or(u64::MAX),
-            fastcdc::v2020::MASKS.get(bits - 1).copied().unwrap_or(0),
-        );
+        let masks = if params.line_anchored {
+            line_masks(bits)
+        } else {
+            (
+                fastcdc::v2020::MASKS
+                    .get(bits + 1)
+                    .copied()
+                    .unwrap_or(u64::MAX),
+                fastcdc::v2020::MASKS.get(bits - 1).copied().unwrap_or(0),
+            )
+        };
         Chunker {
             reader: None,
             params,
@@ -142,23 +164,88 @@ impl<R: Read> Chunker<R> {
         }
         let p = &self.params;
         let (mask_s, mask_l) = self.masks;
-        let (_hash, len) = fastcdc::v2020::cut_gear(
-            data,
-            p.min as usize,
-            p.avg as usize,
-            p.max as usize,
-            mask_s,
-            mask_l,
-            mask_s << 1,
-            mask_l << 1,
-            &self.gear,
-            &self.gear_ls,
-        );
+        let len = if p.line_anchored {
+            cut_line_anchored(data, p, &self.gear, self.masks)
+        } else {
+            fastcdc::v2020::cut_gear(
+                data,
+                p.min as usize,
+                p.avg as usize,
+                p.max as usize,
+                mask_s,
+                mask_l,
+                mask_s << 1,
+                mask_l << 1,
+                &self.gear,
+                &self.gear_ls,
+            )
+            .1
+        };
         let len = if len == 0 { data.len() } else { len };
         let chunk = data[..len].to_vec();
         self.start += len;
         Ok(Some(chunk))
     }
+}
+
+/// The masks of the line-anchored cut: the top `bits + 1` bits before `avg`, the top
+/// `bits − 1` after (FastCDC's normalisation level 1). The top bits of the gear hash depend
+/// on all of its 64-byte window.
+fn line_masks(bits: usize) -> (u64, u64) {
+    let top = |n: usize| -> u64 {
+        match n {
+            0 => 0,
+            n if n >= 64 => u64::MAX,
+            n => !(u64::MAX >> n),
+        }
+    };
+    (top(bits + 1), top(bits.saturating_sub(1)))
+}
+
+/// Length of the next line-anchored chunk of `data` (all of it when shorter than `min`).
+///
+/// Cuts after the first byte at or past `min` where either hash has its masked bits zero:
+/// the gear hash `g = (g << 1) + G[b]` (started at `min`, as FastCDC does) or the line hash
+/// `h = rotl(h, 1) + G[b]`, which covers every byte of the current line since its last `\n`
+/// (a newline resets it to all ones, which no mask accepts). At `max` it cuts regardless.
+fn cut_line_anchored(
+    data: &[u8],
+    p: &ChunkerParams,
+    gear: &[u64; 256],
+    (mask_s, mask_l): (u64, u64),
+) -> usize {
+    let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
+    let end = data.len().min(max);
+    if end <= min {
+        return end;
+    }
+    // The line hash needs the current line from its start: from the last newline before `min`.
+    let line_start = data[..min]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut line: u64 = u64::MAX;
+    for &b in &data[line_start..min] {
+        line = line.rotate_left(1).wrapping_add(gear[usize::from(b)]);
+    }
+    let mut roll: u64 = 0;
+    let avg = avg.min(end);
+    for (range, mask) in [(min..avg, mask_s), (avg..end, mask_l)] {
+        for i in range {
+            let b = data[i];
+            let g = gear[usize::from(b)];
+            roll = (roll << 1).wrapping_add(g);
+            line = if b == b'\n' {
+                u64::MAX
+            } else {
+                line.rotate_left(1).wrapping_add(g)
+            };
+            if roll & mask == 0 || line & mask == 0 {
+                return i + 1;
+            }
+        }
+    }
+    end
 }
 
 #[cfg(test)]
@@ -195,10 +282,79 @@ mod tests {
             ChunkerParams {
                 min: 1,
                 avg: 2,
-                max: 3
+                max: 3,
+                line_anchored: false,
             }
             .validate()
             .is_err()
+        );
+        let odd = ChunkerParams {
+            avg: 12 * 1024,
+            ..ChunkerParams::DUMPS
+        };
+        assert!(odd.validate().unwrap_err().contains("power of two"));
+    }
+
+    /// Rows like pgbench's: a unique number, then 84 identical bytes.
+    fn padded_rows(ids: impl Iterator<Item = u32>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend_from_slice(format!("{id}\t1\t0\t{:84}\n", "").as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn padded_rows_are_cut_near_the_average_and_resynchronise_after_a_deleted_row() {
+        let p = ChunkerParams::DUMPS;
+        let data = padded_rows(1..40_000);
+        let cs = chunks(&data, p);
+        assert_eq!(cs.concat(), data);
+        for c in &cs[..cs.len() - 1] {
+            assert!(c.len() >= p.min as usize && c.len() <= p.max as usize);
+        }
+        let mean = data.len() / cs.len();
+        assert!(
+            (p.avg as usize / 2..p.avg as usize * 2).contains(&mean),
+            "mean chunk {mean} bytes"
+        );
+        assert!(
+            cs.iter().filter(|c| c.len() == p.max as usize).count() * 10 < cs.len(),
+            "most cuts are at max: the rows gave the hashes nothing"
+        );
+        // Two rows deleted far apart: each costs a chunk or two, not every chunk after it.
+        let edited = padded_rows((1..40_000).filter(|&i| i != 9_000 && i != 30_000));
+        let b = chunks(&edited, p);
+        let set: std::collections::HashSet<_> = cs.iter().collect();
+        let new = b.iter().filter(|c| !set.contains(c)).count();
+        assert!(new <= 6, "{new} of {} chunks are new", b.len());
+        // Plain FastCDC with the same bounds cuts these rows at max and does worse.
+        let plain = ChunkerParams {
+            line_anchored: false,
+            ..p
+        };
+        let (pa, pb) = (chunks(&data, plain), chunks(&edited, plain));
+        let set: std::collections::HashSet<_> = pa.iter().collect();
+        let plain_new = pb.iter().filter(|c| !set.contains(c)).count();
+        assert!(plain_new > new, "plain {plain_new}, line-anchored {new}");
+    }
+
+    #[test]
+    fn line_anchored_cuts_data_without_newlines_and_runs_of_one_byte() {
+        let p = ChunkerParams::DUMPS;
+        for data in [pseudo_random(1_000_000, 3), vec![0u8; 1_000_000]] {
+            let cs = chunks(&data, p);
+            assert_eq!(cs.concat(), data);
+            for c in &cs[..cs.len() - 1] {
+                assert!(c.len() >= p.min as usize && c.len() <= p.max as usize);
+            }
+        }
+        // Random bytes: cut by content, near the average.
+        let cs = chunks(&pseudo_random(1_000_000, 3), p);
+        assert!(
+            cs.len() > 1_000_000 / (p.avg as usize * 2),
+            "{} chunks",
+            cs.len()
         );
     }
 

@@ -44,7 +44,8 @@ fn export_blocking(
     if snap.kind == SnapshotKind::Stream {
         let node = handle.block_on(crate::restorer::stream_node(repo, snap))?;
         let path = node.display_name();
-        let mut r = BlobReader::new(Arc::clone(repo), handle.clone(), node.content, path);
+        let content = handle.block_on(repo.file_content(&node))?;
+        let mut r = BlobReader::new(Arc::clone(repo), handle.clone(), content, path);
         let n = std::io::copy(&mut r, &mut out).map_err(|e| RepoError::Invalid(e.to_string()))?;
         out.flush().map_err(werr)?;
         return Ok(n);
@@ -95,10 +96,11 @@ fn export_blocking(
             NodeKind::File => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(node.size);
+                let content = handle.block_on(repo.file_content(&node))?;
                 let r = BlobReader::new(
                     Arc::clone(repo),
                     handle.clone(),
-                    node.content.clone(),
+                    content,
                     String::from_utf8_lossy(&rel).into_owned(),
                 );
                 tar.append_data(&mut h, &path, r)

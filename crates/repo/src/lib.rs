@@ -1,10 +1,11 @@
 //! The Strongroom repository engine.
 //!
 //! Content-addressed and append-only, after restic's proven design with modern primitives:
-//! files and streams are cut into chunks (FastCDC), each identified by a keyed BLAKE3 hash,
-//! compressed with zstd where that helps, sealed with AES-256-GCM (random nonce, object type
-//! and id bound as associated data) and grouped into packs; index files map blobs to packs;
-//! trees list folders; snapshots name a root tree. The format is specified in
+//! files and streams are cut into chunks (FastCDC; line-anchored for dumps), each identified
+//! by a keyed BLAKE3 hash, compressed with zstd where that helps, sealed with AES-256-GCM
+//! (random nonce, object type and id bound as associated data) and grouped into packs; index
+//! files map blobs to packs; trees list folders, and content lists the chunks of large files;
+//! snapshots name a root tree. The format is specified in
 //! `docs/design/repository-format.md`.
 //!
 //! The engine sees storage only through [`strongroom_storage::Storage`] and must not know
@@ -14,6 +15,7 @@ pub mod archiver;
 pub mod checker;
 pub mod chunker;
 pub mod compress;
+pub mod content;
 pub mod crypto;
 pub mod error;
 pub mod export;

@@ -100,7 +100,14 @@ pub async fn used_blobs(repo: &Repository) -> Result<HashSet<Id>> {
         for node in tree.nodes {
             match node.kind {
                 NodeKind::Dir => stack.extend(node.subtree),
-                NodeKind::File => used.extend(node.content),
+                NodeKind::File => {
+                    used.extend(node.content);
+                    for l in node.content_lists {
+                        if used.insert(l) {
+                            used.extend(repo.load_content_list(&l).await?);
+                        }
+                    }
+                }
                 NodeKind::Symlink => {}
             }
         }

@@ -19,7 +19,7 @@ use crate::id::Id;
 use crate::index::{IndexFile, IndexPack, MasterIndex};
 use crate::pack::{BlobType, PackBuilder, PackEntry};
 use crate::snapshot::{Config, Snapshot};
-use crate::tree::Tree;
+use crate::tree::{Node, Tree};
 
 /// Options for creating a repository.
 #[derive(Debug, Clone, Copy)]
@@ -437,6 +437,34 @@ impl Repository {
             what: format!("tree {}", id.short()),
             detail: d,
         })
+    }
+
+    /// Reads and decodes one content list blob (see [`crate::content`]).
+    ///
+    /// # Errors
+    /// When the blob is missing or damaged, or is not a content list.
+    pub async fn load_content_list(&self, id: &Id) -> Result<Vec<Id>> {
+        let b = self.read_blob(id).await?;
+        crate::content::decode(&b).map_err(|d| RepoError::Corrupt {
+            what: format!("content list {}", id.short()),
+            detail: d,
+        })
+    }
+
+    /// The data blobs of a file node, in order: its inline `content`, or the ids its content
+    /// lists hold.
+    ///
+    /// # Errors
+    /// When a content list is missing or damaged.
+    pub async fn file_content(&self, node: &Node) -> Result<Vec<Id>> {
+        if node.content_lists.is_empty() {
+            return Ok(node.content.clone());
+        }
+        let mut ids = Vec::new();
+        for l in &node.content_lists {
+            ids.extend(self.load_content_list(l).await?);
+        }
+        Ok(ids)
     }
 
     /// Lists the snapshots that can be read, sorted by time, and warnings for those that

@@ -268,6 +268,7 @@ async fn restore_file(
     }
     // Written under a temporary name beside it, then renamed over: an existing file (or a
     // hard link to a file elsewhere) is never written through, and survives a failure.
+    let content = repo.file_content(node).await?;
     let mut suffix = [0u8; 6];
     crate::crypto::fill_random(&mut suffix);
     let tmp_name = format!(".strongroom-restore-{}", hex::encode(suffix));
@@ -279,7 +280,7 @@ async fn restore_file(
         .mode(0o600)
         .open(&tmp)
         .map_err(RepoError::io("creating", &tmp))?;
-    let written = write_file(repo, &node.content, f, path, opts.progress.as_deref()).await;
+    let written = write_file(repo, &content, f, path, opts.progress.as_deref()).await;
     let result = written.and_then(|n| {
         std::fs::rename(&tmp, path)
             .map(|()| n)
@@ -439,7 +440,8 @@ pub async fn restore_stream(
     out: &mut dyn Write,
 ) -> Result<u64> {
     let node = stream_node(repo, snap).await?;
-    let n = write_content(repo, &node.content, out, None).await?;
+    let content = repo.file_content(&node).await?;
+    let n = write_content(repo, &content, out, None).await?;
     out.flush().map_err(|e| RepoError::Io {
         context: "writing",
         path: PathBuf::from("output"),

@@ -14,7 +14,7 @@ use crate::id::Id;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
-    /// A regular file; `content` lists its data blobs.
+    /// A regular file; `content` (or `content_lists`) lists its data blobs.
     File,
     /// A directory; `subtree` is its tree blob.
     Dir,
@@ -43,8 +43,11 @@ pub struct Node {
     pub inode: u64,
     /// Size in bytes (for files: the bytes stored).
     pub size: u64,
-    /// Data blobs of a file, in order.
+    /// Data blobs of a file, in order, when there are at most [`crate::content::INLINE_MAX`].
     pub content: Vec<Id>,
+    /// Otherwise: the list blobs holding them, in order (see [`crate::content`]). A file
+    /// never has both.
+    pub content_lists: Vec<Id>,
     /// Tree blob of a directory.
     pub subtree: Option<Id>,
     /// Target of a symlink, raw bytes.
@@ -69,6 +72,8 @@ struct RawNode {
     size: u64,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     content: Vec<Id>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    content_lists: Vec<Id>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     subtree: Option<Id>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -112,6 +117,7 @@ impl Serialize for Node {
             inode: self.inode,
             size: self.size,
             content: self.content.clone(),
+            content_lists: self.content_lists.clone(),
             subtree: self.subtree,
             target,
             target_b64,
@@ -127,6 +133,11 @@ impl<'de> Deserialize<'de> for Node {
             .map_err(serde::de::Error::custom)?
             .ok_or_else(|| serde::de::Error::custom("node without a name"))?;
         let target = join_bytes(r.target, r.target_b64).map_err(serde::de::Error::custom)?;
+        if !r.content.is_empty() && !r.content_lists.is_empty() {
+            return Err(serde::de::Error::custom(
+                "node with both content and content_lists",
+            ));
+        }
         Ok(Node {
             name,
             kind: r.kind,
@@ -138,6 +149,7 @@ impl<'de> Deserialize<'de> for Node {
             inode: r.inode,
             size: r.size,
             content: r.content,
+            content_lists: r.content_lists,
             subtree: r.subtree,
             target,
         })
@@ -219,6 +231,7 @@ mod tests {
             inode: 5,
             size: 6,
             content: vec![Id([1; 32])],
+            content_lists: vec![],
             subtree: None,
             target: None,
         }

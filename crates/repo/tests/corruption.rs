@@ -191,6 +191,8 @@ struct World {
     snaps: Vec<SnapInfo>,
     /// Every tree of every snapshot.
     trees: HashMap<Id, Tree>,
+    /// Every content list of those trees' files, by its id.
+    lists: HashMap<Id, Vec<Id>>,
     /// Blobs of each pack: (id, offset, stored length).
     pack_blobs: HashMap<String, Vec<(Id, u64, u64)>>,
     /// Packs listed by each index file.
@@ -236,6 +238,7 @@ async fn build_world(seed: u64) -> World {
             min: 2 * 1024,
             avg: 8 * 1024,
             max: 32 * 1024,
+            line_anchored: true,
         }),
         ..BackupOptions::default()
     };
@@ -278,6 +281,7 @@ async fn build_world(seed: u64) -> World {
     let (listed, warnings) = repo.list_snapshots().await.unwrap();
     assert!(warnings.is_empty());
     let mut trees = HashMap::new();
+    let mut lists = HashMap::new();
     let mut snaps = Vec::new();
     for (id, snap) in listed {
         let mut stack = vec![snap.tree];
@@ -287,6 +291,9 @@ async fn build_world(seed: u64) -> World {
             }
             let tree = repo.load_tree(&t).await.unwrap();
             stack.extend(tree.nodes.iter().filter_map(|n| n.subtree));
+            for l in tree.nodes.iter().flat_map(|n| &n.content_lists) {
+                lists.insert(*l, repo.load_content_list(l).await.unwrap());
+            }
             trees.insert(t, tree);
         }
         let (expected, stream_bytes) = if id == stream_id {
@@ -320,6 +327,7 @@ async fn build_world(seed: u64) -> World {
         pristine,
         snaps,
         trees,
+        lists,
         pack_blobs,
         index_packs,
         scratch,
@@ -516,7 +524,7 @@ fn expected_restore(
                     }
                 }
                 NodeKind::File => {
-                    if node.content.iter().any(|b| affected.contains(b)) {
+                    if file_blobs(w, node).iter().any(|b| affected.contains(b)) {
                         failures.insert(p);
                     } else {
                         restored.insert(p);
@@ -529,6 +537,17 @@ fn expected_restore(
         }
     }
     (failures, restored)
+}
+
+/// The blobs a file's restore reads: its inline content, or its content lists and every id
+/// they hold.
+fn file_blobs(w: &World, node: &strongroom_repo::tree::Node) -> Vec<Id> {
+    let mut out = node.content.clone();
+    for l in &node.content_lists {
+        out.push(*l);
+        out.extend(&w.lists[l]);
+    }
+    out
 }
 
 /// Files (by path) whose own data blobs are affected, with those blobs, in folders that can
@@ -550,11 +569,9 @@ fn damaged_files(w: &World, root: Id, affected: &HashSet<Id>) -> Vec<(String, Ve
                     }
                 }
                 NodeKind::File => {
-                    let bad: Vec<Id> = node
-                        .content
-                        .iter()
-                        .filter(|b| affected.contains(*b))
-                        .copied()
+                    let bad: Vec<Id> = file_blobs(w, node)
+                        .into_iter()
+                        .filter(|b| affected.contains(b))
                         .collect();
                     if !bad.is_empty() {
                         out.push((p, bad));

@@ -67,13 +67,14 @@ const PACK_SIZE: u32 = 4 * 1024;
 const SMALL_FILES: usize = 220;
 /// Size of the dump-like stream.
 const STREAM_LEN: usize = 5 * 1024 * 1024;
-/// Chunk bounds for the stream: an eighth of the repository's dump bounds, so that the
+/// Chunk bounds for the stream: smaller than the repository's dump bounds, so that the
 /// stream alone fills a couple of hundred packs (restoring a stream is cheap, restoring
 /// hundreds of files is not).
 const STREAM_CHUNKS: ChunkerParams = ChunkerParams {
     min: 2 * 1024,
     avg: 8 * 1024,
     max: 32 * 1024,
+    line_anchored: true,
 };
 /// Crash points run at once (the machine has 2 cores; each point also uses the blocking
 /// pool).

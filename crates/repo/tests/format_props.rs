@@ -64,7 +64,13 @@ fn arb_node() -> impl Strategy<Value = Node> {
                 ctime_ns: t / 2,
                 inode: size / 7,
                 size,
-                content: if kind == NodeKind::File {
+                // A file holds its blob ids inline or as content lists, never both.
+                content: if kind == NodeKind::File && size % 2 == 0 {
+                    content.clone()
+                } else {
+                    vec![]
+                },
+                content_lists: if kind == NodeKind::File && size % 2 == 1 {
                     content
                 } else {
                     vec![]
