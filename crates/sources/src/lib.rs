@@ -703,8 +703,9 @@ impl PendingManifest {
 
 /// A private temporary folder (mode 0700), removed with everything in it when dropped,
 /// whatever happened in between (an error, a panic unwinding). Only a process killed
-/// outright (SIGKILL, power loss) leaves one behind, named `strongroom-<purpose>-*` in the
-/// tools' temporary directory.
+/// outright (SIGKILL, power loss) leaves one behind, named `strongroom-<purpose>-<pid>-*` in
+/// the tools' temporary directory; the next one made there removes such leftovers of processes
+/// that no longer run (a whole dump of a database can be in one).
 pub struct PrivateDir {
     dir: tempfile::TempDir,
 }
@@ -723,7 +724,7 @@ impl PrivateDir {
         std::fs::create_dir_all(&parent)
             .map_err(|e| SourceError::io(format!("creating {}", parent.display()), e))?;
         let dir = tempfile::Builder::new()
-            .prefix(&format!("strongroom-{purpose}-"))
+            .prefix(&format!("strongroom-{purpose}-{}-", std::process::id()))
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&parent)
             .map_err(|e| {
@@ -735,6 +736,7 @@ impl PrivateDir {
         // Whatever the umask did: nobody else may read a dump.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(|e| SourceError::io(format!("making {} private", dir.path().display()), e))?;
+        remove_leftovers(&parent, dir.path());
         Ok(PrivateDir { dir })
     }
 
@@ -750,6 +752,45 @@ impl PrivateDir {
             .close()
             .map_err(|e| SourceError::io(format!("removing {shown}"), e))
     }
+}
+
+/// Removes the private folders in `parent` left by Strongroom processes that were killed:
+/// `strongroom-<purpose>-<pid>-*` folders owned by the owner of `ours` (just made) whose
+/// process no longer runs. Only where `/proc` shows processes; best effort and quiet (a folder
+/// that cannot be removed now is tried again next time).
+fn remove_leftovers(parent: &Path, ours: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let proc = Path::new("/proc");
+    let (Ok(me), true) = (std::fs::metadata(ours), proc.join("self").exists()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(leftover_pid) else {
+            continue;
+        };
+        let path = entry.path();
+        let ours_to_remove = std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_dir() && m.uid() == me.uid())
+            && path != ours
+            && !proc.join(pid.to_string()).exists();
+        if ours_to_remove {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// The process id in a private folder's name `strongroom-<purpose>-<pid>-<random>`.
+fn leftover_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("strongroom-")?;
+    let mut parts = rest.rsplitn(3, '-');
+    let _random = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    let purpose = parts.next()?;
+    (!purpose.is_empty() && purpose.bytes().all(|b| b.is_ascii_lowercase())).then_some(pid)
 }
 
 /// A finished PostgreSQL directory-format dump (`pg_dump -Fd -j N`) on disk, in a
@@ -999,6 +1040,45 @@ pub(crate) fn stamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftover_names_are_recognised() {
+        assert_eq!(leftover_pid("strongroom-pgdump-4242-AbC123"), Some(4242));
+        assert_eq!(leftover_pid("strongroom-pgrestore-7-x"), Some(7));
+        assert_eq!(leftover_pid("strongroom-pgdump-AbC123"), None);
+        assert_eq!(leftover_pid("strongroom--12-x"), None);
+        assert_eq!(leftover_pid("other-pgdump-12-x"), None);
+    }
+
+    /// A folder left by a process that no longer runs goes when the next one is made; one of
+    /// a running process (this one) and other names stay.
+    #[test]
+    fn private_dirs_of_dead_processes_are_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let tools = Tools {
+            search_path: None,
+            temp_dir: Some(parent.path().to_path_buf()),
+        };
+        // Above any pid_max (2^22), so no process has it.
+        let dead = parent.path().join("strongroom-pgdump-99999999-old");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("toc.dat"), b"a dump").unwrap();
+        let live = parent
+            .path()
+            .join(format!("strongroom-pgdump-{}-mine", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let other = parent.path().join("strongroom-notes");
+        std::fs::create_dir(&other).unwrap();
+        let made = PrivateDir::new(&tools, "pgdump").unwrap();
+        assert!(made.path().exists());
+        if Path::new("/proc/self").exists() {
+            assert!(!dead.exists(), "the dead process's folder is still there");
+        }
+        assert!(live.exists() && other.exists());
+        let shown = made.path().to_path_buf();
+        made.remove().unwrap();
+        assert!(!shown.exists());
+    }
 
     fn manifest(tables: &[(&str, u64)]) -> Manifest {
         Manifest {
