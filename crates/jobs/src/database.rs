@@ -213,6 +213,8 @@ async fn backup_directory(
         meta,
         // The folder is new every time: never trust a parent's file metadata.
         force_read: true,
+        // Not the temporary folder's path, gone after the backup.
+        source_name: Some(directory_name(name)),
         progress: opts.progress.clone(),
         ..BackupOptions::default()
     };

@@ -94,6 +94,9 @@ async fn parallel_round_trip_restores_the_same_data() {
         entries(tmp.path())
     );
     assert_eq!(snap.kind, SnapshotKind::Files);
+    // Named after the dump, not the temporary folder it was written to.
+    assert_eq!(snap.source, "clinic.pgdir");
+    assert_eq!(snap.paths, vec!["clinic.pgdir".to_owned()]);
     let meta = DatabaseMeta::of(&snap).expect("a database snapshot");
     assert!(meta.is_directory());
     assert_eq!(meta.format.as_deref(), Some(DIRECTORY_FORMAT));

@@ -64,6 +64,11 @@ pub struct BackupOptions {
     pub meta: serde_json::Value,
     /// Chunker bounds for a stream (default: the repository's stream bounds).
     pub stream_chunker: Option<ChunkerParams>,
+    /// For a folder backup: the name to record as the snapshot's source and only path instead
+    /// of the absolute paths read (e.g. `clinic.pgdir` for a dump written to a temporary
+    /// folder, whose path means nothing once it is gone). Such a snapshot is never picked as
+    /// a parent by path.
+    pub source_name: Option<String>,
     /// Live counters.
     pub progress: Option<Arc<Progress>>,
 }
@@ -190,14 +195,18 @@ pub async fn backup_paths(
     let reader = move |tx: mpsc::Sender<Event>| {
         walk_roots(&r, &abs, parent_root, params, &tx, progress.as_deref())
     };
+    let (source, recorded_paths) = match &opts.source_name {
+        Some(n) => (n.clone(), vec![n.clone()]),
+        None => (sources.join(", "), sources),
+    };
     let mut snap = run(
         repo,
         lock,
         reader,
         &opts,
         SnapshotKind::Files,
-        sources.join(", "),
-        sources,
+        source,
+        recorded_paths,
     )
     .await?;
     snap.1.parent = parent;
