@@ -72,7 +72,7 @@ impl ChunkerParams {
 }
 
 /// Cuts readers into content-defined chunks, reading through a buffer of `2 × max` bytes
-/// that is reused from one reader to the next.
+/// (at least 1 MiB) that is reused from one reader to the next.
 pub struct Chunker<R> {
     reader: Option<R>,
     params: ChunkerParams,
@@ -125,7 +125,9 @@ impl<R: Read> Chunker<R> {
     }
 
     fn fill(&mut self) -> std::io::Result<()> {
-        let want = self.params.max as usize * 2;
+        // At least 1 MiB: the unread tail (under `max`) is moved to the front on each fill,
+        // which with a buffer of `2 × max` = 128 KiB for dumps copied 0.6 of every byte again.
+        let want = (self.params.max as usize * 2).max(1 << 20);
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
@@ -208,6 +210,11 @@ fn line_masks(bits: usize) -> (u64, u64) {
 /// the gear hash `g = (g << 1) + G[b]` (started at `min`, as FastCDC does) or the line hash
 /// `h = rotl(h, 1) + G[b]`, which covers every byte of the current line since its last `\n`
 /// (a newline resets it to all ones, which no mask accepts). At `max` it cuts regardless.
+///
+/// The masks are top bits, so "masked bits zero" is "at most `!mask`", and one comparison of
+/// the smaller hash tests both. Lines are found with `memchr`, so that the loop over a line's
+/// bytes carries no reset: it runs at about twice the speed of a loop that tests each byte
+/// for a newline (the cuts are the same; `tests::same_cuts_as_the_byte_at_a_time_loop`).
 fn cut_line_anchored(
     data: &[u8],
     p: &ChunkerParams,
@@ -220,28 +227,35 @@ fn cut_line_anchored(
         return end;
     }
     // The line hash needs the current line from its start: from the last newline before `min`.
-    let line_start = data[..min]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
+    let line_start = memchr::memrchr(b'\n', &data[..min]).map_or(0, |i| i + 1);
     let mut line: u64 = u64::MAX;
     for &b in &data[line_start..min] {
         line = line.rotate_left(1).wrapping_add(gear[usize::from(b)]);
     }
     let mut roll: u64 = 0;
     let avg = avg.min(end);
-    for (range, mask) in [(min..avg, mask_s), (avg..end, mask_l)] {
-        for i in range {
-            let b = data[i];
-            let g = gear[usize::from(b)];
-            roll = (roll << 1).wrapping_add(g);
-            line = if b == b'\n' {
-                u64::MAX
-            } else {
-                line.rotate_left(1).wrapping_add(g)
-            };
-            if roll & mask == 0 || line & mask == 0 {
-                return i + 1;
+    let mut i = min;
+    for (phase_end, limit) in [(avg, !mask_s), (end, !mask_l)] {
+        while i < phase_end {
+            let rest = &data[i..phase_end];
+            let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            for (k, &b) in rest[..line_end].iter().enumerate() {
+                let g = gear[usize::from(b)];
+                roll = (roll << 1).wrapping_add(g);
+                line = line.rotate_left(1).wrapping_add(g);
+                if roll.min(line) <= limit {
+                    return i + k + 1;
+                }
+            }
+            i += line_end;
+            if i < phase_end {
+                // The newline itself.
+                roll = (roll << 1).wrapping_add(gear[usize::from(b'\n')]);
+                line = u64::MAX;
+                if roll.min(line) <= limit {
+                    return i + 1;
+                }
+                i += 1;
             }
         }
     }
@@ -251,6 +265,85 @@ fn cut_line_anchored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first version of [`cut_line_anchored`], a byte at a time: the cuts must not change.
+    ///
+    /// Cuts after the first byte at or past `min` where either hash has its masked bits zero:
+    /// the gear hash `g = (g << 1) + G[b]` (started at `min`, as FastCDC does) or the line hash
+    /// `h = rotl(h, 1) + G[b]`, which covers every byte of the current line since its last `\n`
+    /// (a newline resets it to all ones, which no mask accepts). At `max` it cuts regardless.
+    fn cut_line_anchored_reference(
+        data: &[u8],
+        p: &ChunkerParams,
+        gear: &[u64; 256],
+        (mask_s, mask_l): (u64, u64),
+    ) -> usize {
+        let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
+        let end = data.len().min(max);
+        if end <= min {
+            return end;
+        }
+        // The line hash needs the current line from its start: from the last newline before `min`.
+        let line_start = data[..min]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let mut line: u64 = u64::MAX;
+        for &b in &data[line_start..min] {
+            line = line.rotate_left(1).wrapping_add(gear[usize::from(b)]);
+        }
+        let mut roll: u64 = 0;
+        let avg = avg.min(end);
+        for (range, mask) in [(min..avg, mask_s), (avg..end, mask_l)] {
+            for i in range {
+                let b = data[i];
+                let g = gear[usize::from(b)];
+                roll = (roll << 1).wrapping_add(g);
+                line = if b == b'\n' {
+                    u64::MAX
+                } else {
+                    line.rotate_left(1).wrapping_add(g)
+                };
+                if roll & mask == 0 || line & mask == 0 {
+                    return i + 1;
+                }
+            }
+        }
+        end
+    }
+
+    #[test]
+    fn same_cuts_as_the_byte_at_a_time_loop() {
+        let p = ChunkerParams {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+            line_anchored: true,
+        };
+        let (gear, _) = fastcdc::v2020::get_gear_with_seed(7);
+        // Lines from none at all to a newline every few bytes, and runs of one byte.
+        for (seed, line_every) in [(1, 0), (2, 3), (3, 40), (4, 200), (5, 5000), (6, 64)] {
+            let mut data = pseudo_random(200_000, seed);
+            for (i, b) in data.iter_mut().enumerate() {
+                if line_every > 0 && i % line_every == line_every - 1 {
+                    *b = b'\n';
+                } else if seed == 6 && i % 1000 > 100 {
+                    *b = b' ';
+                }
+            }
+            for bits in [0, 1, 9, 10, 11, 63, 64, 70] {
+                let masks = line_masks(bits);
+                let mut at = 0;
+                while at < data.len() {
+                    let rest = &data[at..];
+                    let want = cut_line_anchored_reference(rest, &p, &gear, masks);
+                    let got = cut_line_anchored(rest, &p, &gear, masks);
+                    assert_eq!(got, want, "seed {seed}, bits {bits}, at {at}");
+                    at += want.max(1);
+                }
+            }
+        }
+    }
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;

@@ -197,7 +197,22 @@ pub fn decompress_zstd_into(
     out: &mut Vec<u8>,
 ) -> Result<(), DecompressError> {
     out.clear();
-    out.reserve(raw_len);
+    decompress_zstd_append(stored, raw_len, out)
+}
+
+/// Like [`decompress_zstd_into`], appending the `raw_len` bytes to `out` (restore decodes
+/// a run of neighbouring blobs into one buffer). On an error `out` may hold part of them.
+///
+/// # Errors
+/// When the bytes are not a valid zstd frame of `raw_len` bytes.
+pub fn decompress_zstd_append(
+    stored: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecompressError> {
+    let start = out.len();
+    out.resize(start + raw_len, 0);
+    let room = out.get_mut(start..).unwrap_or_default();
     let n = CONTEXTS
         .with(|cell| {
             let mut cx = cell
@@ -208,7 +223,7 @@ pub fn decompress_zstd_into(
             }
             match cx.decompressor.as_mut() {
                 Some(d) => d
-                    .decompress_to_buffer(stored, out)
+                    .decompress_to_buffer(stored, room)
                     .map_err(|e| e.to_string()),
                 None => Err("no decompression context".to_owned()),
             }

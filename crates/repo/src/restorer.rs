@@ -246,14 +246,15 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Number of blobs fetched ahead while restoring a stream or a file.
-const PREFETCH: usize = 8;
+/// Runs of blobs ([`crate::repository::BlobRun`], at most 2 MiB of plaintext each) fetched
+/// ahead while restoring a stream: up to 8 MiB.
+const PREFETCH: usize = 4;
 
-/// Files restored at once by [`restore_to_dir`], each with up to [`FILE_PREFETCH`] blobs
-/// ahead: at most 16 blobs (about 16 MiB) in memory.
+/// Files restored at once by [`restore_to_dir`], each with up to [`FILE_PREFETCH`] runs of
+/// blobs ahead: about 16 MiB in memory (more only where single blobs are larger).
 const FILES_IN_FLIGHT: usize = 4;
-/// Blobs fetched ahead for each file of [`restore_to_dir`].
-const FILE_PREFETCH: usize = 4;
+/// Runs of blobs fetched ahead for each file of [`restore_to_dir`].
+const FILE_PREFETCH: usize = 2;
 
 async fn restore_file(
     repo: &Repository,
@@ -302,8 +303,8 @@ async fn write_file(
     path: &Path,
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
-    let mut blobs = futures::stream::iter(content.iter().copied())
-        .map(|id| async move { repo.read_blob(&id).await })
+    let mut blobs = futures::stream::iter(repo.plan_runs(content)?)
+        .map(|run| repo.read_run(run))
         .buffered(FILE_PREFETCH);
     let mut file = Some(file);
     let mut n = 0u64;
@@ -335,8 +336,8 @@ async fn write_content(
     out: &mut dyn Write,
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
-    let mut blobs = futures::stream::iter(content.iter().copied())
-        .map(|id| async move { repo.read_blob(&id).await })
+    let mut blobs = futures::stream::iter(repo.plan_runs(content)?)
+        .map(|run| repo.read_run(run))
         .buffered(PREFETCH);
     let mut n = 0u64;
     while let Some(b) = blobs.next().await {
@@ -354,7 +355,8 @@ async fn write_content(
     Ok(n)
 }
 
-/// A blocking reader over a file's content, blob by blob, each authenticated as it is read.
+/// A blocking reader over a file's content, a run of neighbouring blobs at a time
+/// ([`Repository::plan_run`]), each blob authenticated as it is read.
 /// Use it only on a blocking thread (it waits on the runtime for each blob); a damaged blob
 /// is a read error naming `label`.
 pub struct BlobReader {
@@ -391,14 +393,17 @@ impl BlobReader {
 impl std::io::Read for BlobReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.off >= self.buf.len() {
-            let Some(id) = self.ids.get(self.next).copied() else {
+            let rest = self.ids.get(self.next..).unwrap_or_default();
+            if rest.is_empty() {
                 return Ok(0);
-            };
-            self.next += 1;
+            }
+            let fail = |e: RepoError| std::io::Error::other(format!("{}: {e}", self.label));
+            let (run, n) = self.repo.plan_run(rest).map_err(fail)?;
+            self.next += n;
             self.buf = self
                 .handle
-                .block_on(self.repo.read_blob(&id))
-                .map_err(|e| std::io::Error::other(format!("{}: {e}", self.label)))?;
+                .block_on(self.repo.read_run(run))
+                .map_err(fail)?;
             self.off = 0;
         }
         let n = out.len().min(self.buf.len() - self.off);

@@ -74,9 +74,12 @@ fn a_long_stream_is_stored_as_lists_that_dedup_and_survive_prune() {
             "{shared_lists} of {} lists shared",
             node2.content_lists.len()
         );
-        // ≤ 2 chunks and 2 lists per deleted row, plus the root tree.
+        // Typically 7: one chunk and one list per deleted row, plus the root tree. Where
+        // chunks and lists are cut depends on the repository's random key, and with some keys
+        // the cuts take a few chunks to fall back into step (17 seen once in ~100 runs); more
+        // than 8 per row would mean they did not, among ~1,200 blobs.
         assert!(
-            snap2.summary.blobs_added <= 3 * 4 + 1,
+            snap2.summary.blobs_added <= 3 * 8 + 1,
             "{:?}",
             snap2.summary
         );

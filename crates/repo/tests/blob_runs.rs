@@ -1,0 +1,138 @@
+//! Restore reads neighbouring blobs of a pack as runs: a dump's small blobs are read a few
+//! hundred at a time, the runs cover the content in order, and a run never spans packs,
+//! holes or more than `RUN_BYTES` of plaintext.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+mod common;
+
+use std::io::{Cursor, Read};
+use std::sync::Arc;
+
+use common::{XorShift, memory_repo};
+use strongroom_repo::archiver::{self, BackupOptions};
+use strongroom_repo::repository::RUN_BYTES;
+use strongroom_repo::restorer::{self, BlobReader};
+use strongroom_repo::{Id, RepoError, Repository, Snapshot, lock};
+
+/// Text lines with random words: compressible, and cut into ~16 KiB chunks.
+fn dump_like(bytes: usize, seed: u64) -> Vec<u8> {
+    let mut r = XorShift::new(seed);
+    let mut out = Vec::with_capacity(bytes + 100);
+    while out.len() < bytes {
+        let n = r.below(12) + 2;
+        for _ in 0..n {
+            let w = r.below(5000);
+            out.extend_from_slice(format!("w{w} ").as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+async fn backup_stream(repo: &Arc<Repository>, data: Vec<u8>) -> Snapshot {
+    let guard = lock::lock(repo, false, "test").await.unwrap();
+    let input: Box<dyn Read + Send> = Box::new(Cursor::new(data));
+    let (_, snap) =
+        archiver::backup_stream(repo, &guard, "dump.sql", input, BackupOptions::default())
+            .await
+            .unwrap();
+    guard.release().await.unwrap();
+    snap
+}
+
+async fn content_of(repo: &Repository, snap: &Snapshot) -> Vec<Id> {
+    let node = restorer::stream_node(repo, snap).await.unwrap();
+    repo.file_content(&node).await.unwrap()
+}
+
+#[test]
+fn a_dumps_small_blobs_are_read_in_few_runs_that_cover_it_in_order() {
+    let rt = common::runtime();
+    rt.block_on(async {
+        let (_mem, repo) = memory_repo().await;
+        let data = dump_like(9 << 20, 7);
+        let snap = backup_stream(&repo, data.clone()).await;
+        let ids = content_of(&repo, &snap).await;
+        assert!(ids.len() > 300, "{} blobs", ids.len());
+
+        let runs = repo.plan_runs(&ids).unwrap();
+        // 9 MiB in runs of at most 2 MiB: 5 runs, and a few more where a pack ends.
+        assert!(runs.len() >= 5 && runs.len() <= 12, "{} runs", runs.len());
+        let total: u64 = runs.iter().map(|r| r.raw_len()).sum();
+        assert_eq!(total, data.len() as u64);
+        assert!(runs.iter().all(|r| r.raw_len() <= RUN_BYTES));
+
+        let mut back = Vec::new();
+        for run in runs {
+            back.extend_from_slice(&repo.read_run(run).await.unwrap());
+        }
+        assert!(back == data, "runs read back differ from the stream");
+
+        let mut out = Vec::new();
+        restorer::restore_stream(&repo, &snap, &mut out)
+            .await
+            .unwrap();
+        assert!(out == data, "restore differs from the stream");
+    });
+}
+
+#[test]
+fn repeated_and_out_of_order_blobs_start_new_runs() {
+    let rt = common::runtime();
+    rt.block_on(async {
+        let (_mem, repo) = memory_repo().await;
+        let data = dump_like(3 << 20, 11);
+        let snap = backup_stream(&repo, data.clone()).await;
+        let ids = content_of(&repo, &snap).await;
+        let (first, last) = (ids[0], ids[ids.len() - 1]);
+
+        // The last blob, then the first twice, then all in order: every jump backwards in
+        // the pack (and the repeat) begins a run of its own.
+        let mut shuffled = vec![last, first, first];
+        shuffled.extend_from_slice(&ids);
+        let runs = repo.plan_runs(&shuffled).unwrap();
+        let (_, n) = repo.plan_run(&shuffled).unwrap();
+        assert_eq!(n, 1, "a jump backwards ends the run");
+        let (_, n) = repo.plan_run(&shuffled[1..]).unwrap();
+        assert_eq!(n, 1, "a repeated blob is not its own neighbour");
+        let mut back = Vec::new();
+        for run in runs {
+            back.extend_from_slice(&repo.read_run(run).await.unwrap());
+        }
+        let head = repo.read_blob(&last).await.unwrap();
+        let one = repo.read_blob(&first).await.unwrap();
+        let expected = [head.as_slice(), &one, &one, &data].concat();
+        assert!(back == expected, "runs of the shuffled list differ");
+
+        // The blocking reader (database restore, export) reads the same bytes.
+        let handle = tokio::runtime::Handle::current();
+        let r = Arc::clone(&repo);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut reader = BlobReader::new(r, handle, shuffled, "dump.sql".into());
+            let mut v = Vec::new();
+            reader.read_to_end(&mut v).map(|_| v)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(read == expected, "the blocking reader differs");
+    });
+}
+
+#[test]
+fn a_blob_missing_from_the_index_is_named() {
+    let rt = common::runtime();
+    rt.block_on(async {
+        let (_mem, repo) = memory_repo().await;
+        let snap = backup_stream(&repo, dump_like(100_000, 3)).await;
+        let mut ids = content_of(&repo, &snap).await;
+        let missing = Id::random();
+        ids.insert(1, missing);
+        let (_, n) = repo.plan_run(&ids).unwrap();
+        assert_eq!(n, 1, "the run stops before the unknown blob");
+        match repo.plan_runs(&ids) {
+            Err(RepoError::BlobMissing(s)) => assert_eq!(s, missing.short()),
+            other => panic!("expected the missing blob to be named, got {other:?}"),
+        }
+    });
+}
