@@ -8,7 +8,7 @@ use strongroom_storage::Kind;
 use crate::cli::{Global, KeyCommand, UnlockArgs};
 
 pub async fn key(g: &Global, k: KeyCommand) -> Result<i32> {
-    let repo = super::open(g).await?;
+    let repo = super::open_without_index(g).await?;
     match k {
         KeyCommand::List => {
             let keys = repo.storage().list(Kind::Key).await?;
@@ -86,7 +86,7 @@ pub async fn key(g: &Global, k: KeyCommand) -> Result<i32> {
 }
 
 pub async fn unlock(g: &Global, a: UnlockArgs) -> Result<i32> {
-    let repo = super::open(g).await?;
+    let repo = super::open_without_index(g).await?;
     let n = lock::unlock(&repo, a.remove_all).await?;
     if !g.quiet {
         println!("removed {n} lock(s)");

@@ -77,15 +77,22 @@ pub fn password(g: &Global) -> Result<Vec<u8>> {
 
 /// Opens the repository with the password and loads its index.
 pub async fn open(g: &Global) -> Result<Arc<Repository>> {
+    let repo = open_without_index(g).await?;
+    for w in repo.load_index().await.context("loading the index")? {
+        eprintln!("warning: {w}");
+    }
+    Ok(repo)
+}
+
+/// Opens the repository without loading its index, for commands that read only snapshots,
+/// keys or locks (listing snapshots of a large repository reads no index files).
+pub async fn open_without_index(g: &Global) -> Result<Arc<Repository>> {
     let storage = storage(g)?;
     let location = storage.location();
     let password = password(g)?;
     let repo = Repository::open(storage, &password)
         .await
         .with_context(|| format!("opening repository {location}"))?;
-    for w in repo.load_index().await.context("loading the index")? {
-        eprintln!("warning: {w}");
-    }
     Ok(Arc::new(repo))
 }
 

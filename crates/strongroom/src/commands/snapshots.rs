@@ -23,7 +23,7 @@ struct Row<'a> {
 }
 
 pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
-    let repo = super::open(g).await?;
+    let repo = super::open_without_index(g).await?;
     let (snaps, warnings) = repo.list_snapshots().await?;
     for w in &warnings {
         eprintln!("warning: {w}");
