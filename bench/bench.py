@@ -28,6 +28,8 @@ TOOLS_BIN = os.path.join(HERE, ".tools", "bin")
 PASSWORD = "bench-password-0123456789"
 PG_URL = "postgres://postgres@127.0.0.1:5432/"
 PG_ARGS = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+# Writes copies of a snapshot (crates/repo/examples/repeat_snapshot.rs, built by bench/run).
+REPEAT_SNAPSHOT = os.path.join(ROOT, "target", "release", "examples", "repeat_snapshot")
 
 # What each step moves, for MB/s: name -> (title, which bytes)
 STEPS = {
@@ -432,7 +434,8 @@ class Bench:
         self.dump2 = os.path.join(self.data, "dump_after.sql")
         self.live = os.path.join(self.data, "live")
         self.results = dict(steps={s: {} for s in STEPS}, floors={}, sizes={}, invalid={},
-                            database={}, notes={})
+                            database={}, snapshot_count={}, notes={})
+        self.snapcount_ids = {}
 
     # Trees: v1 and v2 take turns at live/media_tree (a rename keeps every inode).
     def place(self, version):
@@ -596,6 +599,53 @@ class Bench:
         rmtree(repo)
         rmtree(ws)
 
+    # --- issue 6, point 4: listing and restoring one file with 10 and with 10,000 snapshots
+    def snapshot_count_round(self, rnd):
+        ws = os.path.join(self.work, "snapcount")
+        R = self.runner
+        t = Strongroom(ws)
+        env = t.env()
+        counts = (10, 10_000)
+        if rnd == 0:
+            rmtree(ws)
+            os.makedirs(ws)
+            # A small folder: the 50 smallest files of the first tree.
+            v1 = self.tree("v1")
+            files = sorted((os.path.getsize(os.path.join(d, f)), os.path.join(d, f))
+                           for d, _, fs in os.walk(v1) for f in fs)[:50]
+            src = os.path.join(ws, "small")
+            os.makedirs(src)
+            for i, (_, f) in enumerate(files):
+                shutil.copyfile(f, os.path.join(src, f"file{i:02}"))
+            for n in counts:
+                repo = os.path.join(ws, f"repo{n}")
+                for c in t.init(repo):
+                    R.run(f"snapcount-init-{n}", c, env=env)
+                R.run(f"snapcount-backup-{n}", t.s(repo, "backup", "--path", src), env=env)
+                snaps = json.loads(sh(t.s(repo, "snapshots", "--json"), env=env))
+                # The other n - 1 are copies of it a minute apart (a fixture, not a backup).
+                R.run(f"snapcount-copies-{n}", [REPEAT_SNAPSHOT, repo, snaps[0]["id"], str(n - 1)],
+                      env=env)
+                self.snapcount_ids[n] = snaps[0]["id"][:8]
+        for n in counts:
+            repo = os.path.join(ws, f"repo{n}")
+            res = R.run(f"snapcount-list-{n}-r{rnd}", t.s(repo, "snapshots"), env=env)
+            self.record("snapshot_count", f"list_{n}", "strongroom", res, 0)
+            target = os.path.join(ws, "restore")
+            rmtree(target)
+            res = R.run(f"snapcount-restore-{n}-r{rnd}",
+                        t.s(repo, "restore", self.snapcount_ids[n], "--target", target,
+                            "--include", "small/file07"), env=env)
+            if not res.get("error") and not filecmp.cmp(
+                    os.path.join(target, "small", "file07"),
+                    os.path.join(ws, "small", "file07"), shallow=False):
+                self.mark_invalid("strongroom", ["snapshot_count"],
+                                  f"round {rnd + 1}: the file restored from {n} snapshots differs")
+            rmtree(target)
+            self.record("snapshot_count", f"restore_{n}", "strongroom", res, 0)
+        if rnd == self.a.runs - 1:
+            rmtree(ws)
+
     # --- issue 3: database backups with Strongroom against pg_dump itself
     def database_round(self, rnd):
         dbm = self.manifest["database"]
@@ -668,6 +718,9 @@ class Bench:
             if not self.a.no_database:
                 log(f"round {rnd + 1}/{self.a.runs}: database backups (issue 3)")
                 self.database_round(rnd)
+            if "strongroom" in self.a.tools:
+                log(f"round {rnd + 1}/{self.a.runs}: 10 against 10,000 snapshots (issue 6, point 4)")
+                self.snapshot_count_round(rnd)
             self.save(partial=True)
         self.results["meta"]["load_end"] = os.getloadavg()
         self.results["meta"]["seconds"] = round(time.time() - started)

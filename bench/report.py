@@ -467,6 +467,30 @@ def render(res):
           + ("**differs** from the plain dump of the database (INVALID)." if inv else
              "equals the plain `pg_dump` of the database byte for byte (checked in round 1)."))
 
+    # ---------------------------------------------------------------- snapshot count
+    sc = res.get("snapshot_count", {})
+    if sc.get("list_10") and sc.get("list_10000"):
+        w("")
+        w("## 10 against 10,000 snapshots (issue 6, point 4)")
+        w("")
+        w("Two repositories holding one backup of a folder of 50 small files, plus copies of "
+          "that snapshot a minute apart (`crates/repo/examples/repeat_snapshot.rs`, untimed) up "
+          "to 10 and to 10,000 snapshots. Timed: `strongroom snapshots` (prints every one) and "
+          "`strongroom restore ID --include small/file07` (one file of one snapshot; the "
+          "restored file is compared with its source). Goal: at most 2× as long with 10,000.")
+        w("")
+        w("| command | 10 snapshots | 10,000 snapshots | ratio | peak RSS MB (10 / 10,000) |")
+        w("|---|---|---|---|---|")
+        for what, label in (("list", "`snapshots`"), ("restore", "`restore ID --include FILE`")):
+            a_ = sc.get(f"{what}_10", {}).get("strongroom")
+            b_ = sc.get(f"{what}_10000", {}).get("strongroom")
+            if not a_ or not b_:
+                continue
+            ea, eb = Entry(a_), Entry(b_)
+            rel = f"**{eb.med / ea.med:.2f}×**" if (ea.med and eb.med) else "–"
+            w(f"| {label} | {ea.time_cell()} | {eb.time_cell()} | {rel} | "
+              f"{fmt_mb(ea.rss)} / {fmt_mb(eb.rss)} |")
+
     # ---------------------------------------------------------------- problems
     inv = res.get("invalid", {})
     notes = res.get("notes", {})

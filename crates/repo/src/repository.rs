@@ -575,18 +575,41 @@ impl Repository {
             .list(Kind::Snapshot)
             .await
             .map_err(RepoError::storage("listing snapshots"))?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(files.len());
         let mut warnings = Vec::new();
-        // A few reads at a time: one after another, 10,000 snapshots on object storage
-        // would take 10,000 round trips.
-        let mut reads = futures::stream::iter(files)
-            .map(|f| async move { self.read_snapshot(&f.name).await })
-            .buffer_unordered(SNAPSHOT_READS);
-        while let Some(read) = reads.next().await {
-            match read {
-                Ok(s) => out.push(s),
-                Err(e @ RepoError::Corrupt { .. }) => warnings.push(e.to_string()),
-                Err(e) => return Err(e),
+        // In groups (one blocking task for a group on local disk), a few groups at a time,
+        // each decoded on the blocking pool: listing 10,000 snapshots is then not 10,000
+        // hand-offs to read a file and back.
+        let names: Vec<String> = files.into_iter().map(|f| f.name).collect();
+        let groups: Vec<Vec<String>> = names.chunks(SNAPSHOT_GROUP).map(<[_]>::to_vec).collect();
+        let mut groups = futures::stream::iter(groups)
+            .map(|group: Vec<String>| async move {
+                let bytes = self.storage.read_many(Kind::Snapshot, &group).await;
+                let key = self.key.clone();
+                tokio::task::spawn_blocking(move || {
+                    group
+                        .iter()
+                        .zip(bytes)
+                        .map(|(name, b)| {
+                            let b = b.map_err(RepoError::storage(format!(
+                                "reading snapshot {}",
+                                name.get(..8).unwrap_or(name)
+                            )))?;
+                            decode_snapshot(&key, name, &b)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|e| RepoError::Invalid(e.to_string()))
+            })
+            .buffer_unordered(SNAPSHOT_GROUPS);
+        while let Some(group) = groups.next().await {
+            for read in group? {
+                match read {
+                    Ok(s) => out.push(s),
+                    Err(e @ RepoError::Corrupt { .. }) => warnings.push(e.to_string()),
+                    Err(e) => return Err(e),
+                }
             }
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
@@ -598,10 +621,7 @@ impl Repository {
     /// # Errors
     /// [`RepoError::Corrupt`] when it fails to authenticate or decode.
     pub async fn read_snapshot(&self, name: &str) -> Result<(Id, Snapshot)> {
-        let id = Id::from_hex(name).map_err(|e| RepoError::Corrupt {
-            what: format!("snapshot file {name}"),
-            detail: e.to_string(),
-        })?;
+        let id = snapshot_id(name)?;
         let bytes = self
             .storage
             .read(Kind::Snapshot, name)
@@ -610,27 +630,7 @@ impl Repository {
                 "reading snapshot {}",
                 id.short()
             )))?;
-        let plain = self
-            .key
-            .open(ObjectType::Snapshot, &id, &bytes)
-            .map_err(|e| RepoError::Corrupt {
-                what: format!("snapshot {}", id.short()),
-                detail: e.to_string(),
-            })?;
-        let snap: Snapshot = serde_json::from_slice(&plain).map_err(|e| RepoError::Corrupt {
-            what: format!("snapshot {}", id.short()),
-            detail: e.to_string(),
-        })?;
-        // A newer format may reference data in ways this reader does not know: refusing it
-        // keeps prune from deleting what such a snapshot needs.
-        if snap.version != 1 {
-            return Err(RepoError::Invalid(format!(
-                "snapshot {} has format version {}, which this Strongroom does not read; upgrade Strongroom",
-                id.short(),
-                snap.version
-            )));
-        }
-        Ok((id, snap))
+        decode_snapshot(&self.key, name, &bytes)
     }
 
     /// Finds a snapshot by unique id prefix, or `latest` (optionally among those whose
@@ -853,8 +853,47 @@ impl BlobRun {
     }
 }
 
-/// Snapshot files read at once by [`Repository::list_snapshots`].
-const SNAPSHOT_READS: usize = 16;
+/// The id a snapshot file's name holds.
+fn snapshot_id(name: &str) -> Result<Id> {
+    Id::from_hex(name).map_err(|e| RepoError::Corrupt {
+        what: format!("snapshot file {name}"),
+        detail: e.to_string(),
+    })
+}
+
+/// Authenticates and parses the snapshot file `name` holding `bytes`.
+///
+/// # Errors
+/// [`RepoError::Corrupt`] when it fails to authenticate or decode, [`RepoError::Invalid`]
+/// for a format version this reader does not know.
+fn decode_snapshot(key: &MasterKey, name: &str, bytes: &[u8]) -> Result<(Id, Snapshot)> {
+    let id = snapshot_id(name)?;
+    let plain = key
+        .open(ObjectType::Snapshot, &id, bytes)
+        .map_err(|e| RepoError::Corrupt {
+            what: format!("snapshot {}", id.short()),
+            detail: e.to_string(),
+        })?;
+    let snap: Snapshot = serde_json::from_slice(&plain).map_err(|e| RepoError::Corrupt {
+        what: format!("snapshot {}", id.short()),
+        detail: e.to_string(),
+    })?;
+    // A newer format may reference data in ways this reader does not know: refusing it
+    // keeps prune from deleting what such a snapshot needs.
+    if snap.version != 1 {
+        return Err(RepoError::Invalid(format!(
+            "snapshot {} has format version {}, which this Strongroom does not read; upgrade Strongroom",
+            id.short(),
+            snap.version
+        )));
+    }
+    Ok((id, snap))
+}
+
+/// Snapshot files read by one [`Storage::read_many`] in [`Repository::list_snapshots`].
+const SNAPSHOT_GROUP: usize = 128;
+/// Groups of [`SNAPSHOT_GROUP`] read at once.
+const SNAPSHOT_GROUPS: usize = 4;
 
 /// Most plaintext in one [`BlobRun`] (a larger blob is a run of its own). Restore reads a
 /// dump's 16 KiB blobs 128 at a time instead of one request and one hand-off each.

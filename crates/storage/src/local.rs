@@ -109,6 +109,12 @@ struct Ctx {
     fsync: bool,
 }
 
+fn read_file(kind: Kind, name: &str, path: &Path) -> Result<Bytes> {
+    fs::read(path)
+        .map(Bytes::from)
+        .map_err(|e| not_found_or(kind, name, format!("reading {}", path.display()), e))
+}
+
 fn object_path(root: &Path, kind: Kind, name: &str) -> PathBuf {
     match kind {
         Kind::Config => root.join(name),
@@ -417,11 +423,37 @@ impl Storage for LocalStorage {
         let path = self.object_path(kind, name)?;
         let name = name.to_owned();
         self.blocking(format!("reading {}", path.display()), move |_| {
-            fs::read(&path)
-                .map(Bytes::from)
-                .map_err(|e| not_found_or(kind, &name, format!("reading {}", path.display()), e))
+            read_file(kind, &name, &path)
         })
         .await
+    }
+
+    async fn read_many(&self, kind: Kind, names: &[String]) -> Vec<Result<Bytes>> {
+        let names = names.to_vec();
+        let n = names.len();
+        let all = self
+            .blocking(format!("reading {n} {kind:?} objects"), move |ctx| {
+                Ok(names
+                    .iter()
+                    .map(|name| {
+                        check_name(name)?;
+                        read_file(kind, name, &object_path(&ctx.root, kind, name))
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        match all {
+            Ok(v) => v,
+            // The blocking task itself failed: every read did.
+            Err(e) => (0..n)
+                .map(|_| {
+                    Err(StorageError::Io {
+                        context: e.to_string(),
+                        source: io::Error::other("the reading task failed"),
+                    })
+                })
+                .collect(),
+        }
     }
 
     async fn read_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Bytes> {

@@ -232,6 +232,39 @@ async fn check_read_missing_is_not_found(f: Fixture) {
     );
 }
 
+async fn check_read_many(f: Fixture) {
+    let s = created(&f).await;
+    let mut names = Vec::new();
+    for i in 0..40u64 {
+        let name = format!("snap{i:02}");
+        s.write(Kind::Snapshot, &name, data(100 + i as usize, i))
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    // In the order asked, with a missing name and an invalid one among them: each fails on
+    // its own, in its place.
+    names.reverse();
+    names.insert(5, "missing".into());
+    names.insert(9, "../escape".into());
+    let got = s.read_many(Kind::Snapshot, &names).await;
+    assert_eq!(got.len(), names.len());
+    for (name, r) in names.iter().zip(&got) {
+        match name.as_str() {
+            "missing" => assert!(r.as_ref().unwrap_err().is_not_found(), "{r:?}"),
+            "../escape" => assert!(matches!(r, Err(StorageError::InvalidName(_))), "{r:?}"),
+            n => {
+                let i: u64 = n.trim_start_matches("snap").parse().unwrap();
+                assert_eq!(r.as_ref().unwrap(), &data(100 + i as usize, i), "{n}");
+            }
+        }
+    }
+    assert!(s.read_many(Kind::Snapshot, &[]).await.is_empty());
+    // Another kind does not see them.
+    let other = s.read_many(Kind::Index, &names[..1]).await;
+    assert!(other[0].as_ref().unwrap_err().is_not_found());
+}
+
 async fn check_read_range(f: Fixture) {
     let s = created(&f).await;
     let obj = data(100, 9);
@@ -453,6 +486,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn read_missing_is_not_found() {
                 check_read_missing_is_not_found(super::$backend()).await;
+            }
+
+            #[tokio::test]
+            async fn read_many() {
+                check_read_many(super::$backend()).await;
             }
 
             #[tokio::test]

@@ -1,5 +1,7 @@
 //! `snapshots` and `stats`.
 
+use std::io::Write as _;
+
 use anyhow::Result;
 use serde::Serialize;
 use strongroom_repo::Id;
@@ -51,12 +53,15 @@ pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
             .collect();
         super::print_json(&rows)?;
     } else {
-        println!(
+        // One write per 64 KiB rather than per line (10,000 snapshots are 10,000 lines).
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        writeln!(
+            out,
             "{:<10} {:<20} {:<7} {:>11}  {:<16} source",
             "id", "time (UTC)", "kind", "size", "host"
-        );
+        )?;
         for (id, s) in &snaps {
-            let t = s.timestamp().format("%Y-%m-%d %H:%M:%S").to_string();
+            let t = s.timestamp().format("%Y-%m-%d %H:%M:%S");
             let kind = match s.kind {
                 strongroom_repo::SnapshotKind::Files => "files",
                 strongroom_repo::SnapshotKind::Stream => "stream",
@@ -66,18 +71,20 @@ pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
             } else {
                 format!(" [{}]", s.tags.join(","))
             };
-            println!(
+            writeln!(
+                out,
                 "{:<10} {:<20} {:<7} {:>11}  {:<16} {}{}",
                 id.short(),
-                t,
+                t.to_string(),
                 kind,
                 size(s.size()),
                 s.host,
                 s.source,
                 tags
-            );
+            )?;
         }
-        println!("{} snapshot(s)", snaps.len());
+        writeln!(out, "{} snapshot(s)", snaps.len())?;
+        out.flush()?;
     }
     Ok(if warnings.is_empty() { 0 } else { 1 })
 }
