@@ -428,7 +428,10 @@ impl Repository {
                 }
                 Some(r) => {
                     let end = r.offset + r.len;
+                    let small = |raw: u64| raw <= RUN_BLOB_MAX;
                     let joins = loc.pack == r.pack
+                        && r.blobs.first().is_some_and(|f| small(u64::from(f.raw_len)))
+                        && small(u64::from(e.raw_len))
                         && offset >= end
                         && offset - end <= RUN_GAP
                         && r.raw_len + u64::from(e.raw_len) <= RUN_BYTES;
@@ -487,9 +490,13 @@ impl Repository {
             )))?;
         let key = self.key.clone();
         // Bytes made from a Vec give it back without a copy when they are its only owner.
-        tokio::task::spawn_blocking(move || decode_run(&key, &run, Vec::from(stored)))
-            .await
-            .map_err(|e| RepoError::Invalid(e.to_string()))?
+        tokio::task::spawn_blocking(move || match run.blobs.as_slice() {
+            // Decrypted where it was read; stored uncompressed, it is returned as is.
+            [e] => decode_blob_vec(&key, &run.pack, e, Vec::from(stored)),
+            _ => decode_run(&key, &run, Vec::from(stored)),
+        })
+        .await
+        .map_err(|e| RepoError::Invalid(e.to_string()))?
     }
 
     /// Reads, authenticates, decompresses and checks one blob.
@@ -898,6 +905,12 @@ const SNAPSHOT_GROUPS: usize = 4;
 /// Most plaintext in one [`BlobRun`] (a larger blob is a run of its own). Restore reads a
 /// dump's 16 KiB blobs 128 at a time instead of one request and one hand-off each.
 pub const RUN_BYTES: u64 = 2 << 20;
+
+/// Largest blob that shares a [`BlobRun`] with others. A larger one (a media file's chunks
+/// are 1 MiB on average) is a run of its own, decoded in the buffer it was read into: joined
+/// to others, its bytes would be copied once more, and runs of two such blobs decode on one
+/// thread what two threads decoded before.
+pub const RUN_BLOB_MAX: u64 = 256 << 10;
 
 /// Largest hole between two blobs of one [`BlobRun`]: reading past a few KiB of other blobs
 /// costs less than another request.

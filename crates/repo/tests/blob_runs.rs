@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use common::{XorShift, memory_repo};
 use strongroom_repo::archiver::{self, BackupOptions};
-use strongroom_repo::repository::RUN_BYTES;
+use strongroom_repo::chunker::ChunkerParams;
+use strongroom_repo::repository::{RUN_BLOB_MAX, RUN_BYTES};
 use strongroom_repo::restorer::{self, BlobReader};
 use strongroom_repo::{Id, RepoError, Repository, Snapshot, lock};
 
@@ -68,6 +69,36 @@ fn a_dumps_small_blobs_are_read_in_few_runs_that_cover_it_in_order() {
         }
         assert!(back == data, "runs read back differ from the stream");
 
+        let mut out = Vec::new();
+        restorer::restore_stream(&repo, &snap, &mut out)
+            .await
+            .unwrap();
+        assert!(out == data, "restore differs from the stream");
+    });
+}
+
+#[test]
+fn large_blobs_are_runs_of_their_own() {
+    let rt = common::runtime();
+    rt.block_on(async {
+        let (_mem, repo) = memory_repo().await;
+        // Media-sized chunks (1 MiB on average): each is read and decoded alone.
+        let data = XorShift::new(5).bytes(6 << 20);
+        let guard = lock::lock(&repo, false, "test").await.unwrap();
+        let opts = BackupOptions {
+            stream_chunker: Some(ChunkerParams::FILES),
+            ..BackupOptions::default()
+        };
+        let input: Box<dyn Read + Send> = Box::new(Cursor::new(data.clone()));
+        let (_, snap) = archiver::backup_stream(&repo, &guard, "big", input, opts)
+            .await
+            .unwrap();
+        guard.release().await.unwrap();
+        let ids = content_of(&repo, &snap).await;
+        assert!(ids.len() >= 3, "{} blobs", ids.len());
+        let runs = repo.plan_runs(&ids).unwrap();
+        assert_eq!(runs.len(), ids.len(), "one run per large blob");
+        assert!(runs.iter().all(|r| r.raw_len() > RUN_BLOB_MAX));
         let mut out = Vec::new();
         restorer::restore_stream(&repo, &snap, &mut out)
             .await
