@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{XorShift, memory_repo};
 use strongroom_repo::archiver::{self, BackupOptions};
 use strongroom_repo::chunker::ChunkerParams;
-use strongroom_repo::repository::{RUN_BLOB_MAX, RUN_BYTES};
+use strongroom_repo::repository::{BlobRun, RUN_BLOB_MAX, RUN_BYTES};
 use strongroom_repo::restorer::{self, BlobReader};
 use strongroom_repo::{Id, RepoError, Repository, Snapshot, lock};
 
@@ -31,14 +31,38 @@ fn dump_like(bytes: usize, seed: u64) -> Vec<u8> {
 }
 
 async fn backup_stream(repo: &Arc<Repository>, data: Vec<u8>) -> Snapshot {
+    backup_stream_with(repo, data, BackupOptions::default()).await
+}
+
+async fn backup_stream_with(
+    repo: &Arc<Repository>,
+    data: Vec<u8>,
+    opts: BackupOptions,
+) -> Snapshot {
     let guard = lock::lock(repo, false, "test").await.unwrap();
     let input: Box<dyn Read + Send> = Box::new(Cursor::new(data));
-    let (_, snap) =
-        archiver::backup_stream(repo, &guard, "dump.sql", input, BackupOptions::default())
-            .await
-            .unwrap();
+    let (_, snap) = archiver::backup_stream(repo, &guard, "dump.sql", input, opts)
+        .await
+        .unwrap();
     guard.release().await.unwrap();
     snap
+}
+
+/// The runs read one after another, concatenated.
+async fn read_runs(repo: &Repository, runs: Vec<BlobRun>) -> Vec<u8> {
+    let mut back = Vec::new();
+    for run in runs {
+        back.extend_from_slice(&repo.read_run(run).await.unwrap());
+    }
+    back
+}
+
+async fn assert_restores(repo: &Repository, snap: &Snapshot, data: &[u8]) {
+    let mut out = Vec::new();
+    restorer::restore_stream(repo, snap, &mut out)
+        .await
+        .unwrap();
+    assert!(out == data, "restore differs from the stream");
 }
 
 async fn content_of(repo: &Repository, snap: &Snapshot) -> Vec<Id> {
@@ -63,17 +87,9 @@ fn a_dumps_small_blobs_are_read_in_few_runs_that_cover_it_in_order() {
         assert_eq!(total, data.len() as u64);
         assert!(runs.iter().all(|r| r.raw_len() <= RUN_BYTES));
 
-        let mut back = Vec::new();
-        for run in runs {
-            back.extend_from_slice(&repo.read_run(run).await.unwrap());
-        }
+        let back = read_runs(&repo, runs).await;
         assert!(back == data, "runs read back differ from the stream");
-
-        let mut out = Vec::new();
-        restorer::restore_stream(&repo, &snap, &mut out)
-            .await
-            .unwrap();
-        assert!(out == data, "restore differs from the stream");
+        assert_restores(&repo, &snap, &data).await;
     });
 }
 
@@ -84,26 +100,17 @@ fn large_blobs_are_runs_of_their_own() {
         let (_mem, repo) = memory_repo().await;
         // Media-sized chunks (1 MiB on average): each is read and decoded alone.
         let data = XorShift::new(5).bytes(6 << 20);
-        let guard = lock::lock(&repo, false, "test").await.unwrap();
         let opts = BackupOptions {
             stream_chunker: Some(ChunkerParams::FILES),
             ..BackupOptions::default()
         };
-        let input: Box<dyn Read + Send> = Box::new(Cursor::new(data.clone()));
-        let (_, snap) = archiver::backup_stream(&repo, &guard, "big", input, opts)
-            .await
-            .unwrap();
-        guard.release().await.unwrap();
+        let snap = backup_stream_with(&repo, data.clone(), opts).await;
         let ids = content_of(&repo, &snap).await;
         assert!(ids.len() >= 3, "{} blobs", ids.len());
         let runs = repo.plan_runs(&ids).unwrap();
         assert_eq!(runs.len(), ids.len(), "one run per large blob");
         assert!(runs.iter().all(|r| r.raw_len() > RUN_BLOB_MAX));
-        let mut out = Vec::new();
-        restorer::restore_stream(&repo, &snap, &mut out)
-            .await
-            .unwrap();
-        assert!(out == data, "restore differs from the stream");
+        assert_restores(&repo, &snap, &data).await;
     });
 }
 
@@ -126,10 +133,7 @@ fn repeated_and_out_of_order_blobs_start_new_runs() {
         assert_eq!(n, 1, "a jump backwards ends the run");
         let (_, n) = repo.plan_run(&shuffled[1..]).unwrap();
         assert_eq!(n, 1, "a repeated blob is not its own neighbour");
-        let mut back = Vec::new();
-        for run in runs {
-            back.extend_from_slice(&repo.read_run(run).await.unwrap());
-        }
+        let back = read_runs(&repo, runs).await;
         let head = repo.read_blob(&last).await.unwrap();
         let one = repo.read_blob(&first).await.unwrap();
         let expected = [head.as_slice(), &one, &one, &data].concat();
