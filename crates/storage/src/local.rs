@@ -429,16 +429,16 @@ impl Storage for LocalStorage {
     }
 
     async fn read_many(&self, kind: Kind, names: &[String]) -> Vec<Result<Bytes>> {
-        let names = names.to_vec();
-        let n = names.len();
+        let paths: Vec<(String, Result<PathBuf>)> = names
+            .iter()
+            .map(|name| (name.clone(), self.object_path(kind, name)))
+            .collect();
+        let n = paths.len();
         let all = self
-            .blocking(format!("reading {n} {kind:?} objects"), move |ctx| {
-                Ok(names
-                    .iter()
-                    .map(|name| {
-                        check_name(name)?;
-                        read_file(kind, name, &object_path(&ctx.root, kind, name))
-                    })
+            .blocking(format!("reading {n} {kind:?} objects"), move |_| {
+                Ok(paths
+                    .into_iter()
+                    .map(|(name, path)| read_file(kind, &name, &path?))
                     .collect::<Vec<_>>())
             })
             .await;
