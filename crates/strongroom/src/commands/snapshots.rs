@@ -61,7 +61,7 @@ pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
             "id", "time (UTC)", "kind", "size", "host"
         )?;
         for (id, s) in &snaps {
-            let t = s.timestamp().format("%Y-%m-%d %H:%M:%S");
+            let t = s.timestamp().format("%Y-%m-%d %H:%M:%S").to_string();
             let kind = match s.kind {
                 strongroom_repo::SnapshotKind::Files => "files",
                 strongroom_repo::SnapshotKind::Stream => "stream",
@@ -75,7 +75,7 @@ pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
                 out,
                 "{:<10} {:<20} {:<7} {:>11}  {:<16} {}{}",
                 id.short(),
-                t.to_string(),
+                t,
                 kind,
                 size(s.size()),
                 s.host,
