@@ -64,7 +64,9 @@ pub async fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
             "nothing to back up: give --path DIR (repeatable), --stdin NAME, or --type full|database|media"
         );
     }
-    let repo = super::open(g).await?;
+    // The backup loads the index under its lock (an index read before it could list blobs
+    // a prune has since removed): loading it here too read a large index twice.
+    let repo = super::open_without_index(g).await?;
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p).await?.0),
         None => None,
