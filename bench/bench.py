@@ -163,11 +163,11 @@ class Tool:
         """How the repository key is derived from the password (informational)."""
         return None
 
-    def restored_root(self, target):
-        """Where the restored media_tree is inside target."""
+    def restored_root(self, target, leaf="media_tree"):
+        """Where the restored folder (media_tree) is inside target."""
         for d, dirs, _ in os.walk(target):
-            if "media_tree" in dirs:
-                return os.path.join(d, "media_tree")
+            if leaf in dirs:
+                return os.path.join(d, leaf)
         return target
 
 
@@ -193,8 +193,8 @@ class Strongroom(Tool):
     def init(self, repo):
         return [self.s(repo, "init", "--kdf-memory-mib", "19", "--kdf-passes", "2")]
 
-    def backup_tree(self, repo, tag):
-        return self.s(repo, "backup", "--path", "media_tree")
+    def backup_tree(self, repo, tag, path="media_tree"):
+        return self.s(repo, "backup", "--path", path)
 
     def backup_stdin(self, repo, tag):
         return self.s(repo, "backup", "--stdin", "dump.sql")
@@ -241,8 +241,8 @@ class Restic(Tool):
         # Repository format 2: compression (auto, zstd) as the other tools have.
         return [self.r(repo, "init", "--repository-version", "2")]
 
-    def backup_tree(self, repo, tag):
-        return self.r(repo, "backup", "media_tree")
+    def backup_tree(self, repo, tag, path="media_tree"):
+        return self.r(repo, "backup", path)
 
     def backup_stdin(self, repo, tag):
         return self.r(repo, "backup", "--stdin", "--stdin-filename", "dump.sql")
@@ -288,8 +288,8 @@ class Rustic(Tool):
     def init(self, repo):
         return [self.r(repo, "init")]
 
-    def backup_tree(self, repo, tag):
-        return self.r(repo, "backup", "media_tree")
+    def backup_tree(self, repo, tag, path="media_tree"):
+        return self.r(repo, "backup", path)
 
     def backup_stdin(self, repo, tag):
         # --force: rustic 0.11 otherwise keeps the previous stream when a stdin backup
@@ -345,8 +345,8 @@ class Borg(Tool):
     def init(self, repo):
         return [["borg", "init", "--encryption", "repokey-blake2", repo]]
 
-    def backup_tree(self, repo, tag):
-        return ["borg", "create", "--compression", "zstd,3", f"{repo}::{tag}", "media_tree"]
+    def backup_tree(self, repo, tag, path="media_tree"):
+        return ["borg", "create", "--compression", "zstd,3", f"{repo}::{tag}", path]
 
     def backup_stdin(self, repo, tag):
         return ["borg", "create", "--compression", "zstd,3", "--stdin-name", "dump.sql",
@@ -389,9 +389,10 @@ class Bupstash(Tool):
             cmds.insert(0, ["bupstash", "new-key", "-o", key])
         return cmds
 
-    def backup_tree(self, repo, tag):
+    def backup_tree(self, repo, tag, path="media_tree"):
+        # The send log is bupstash's "unchanged file" cache, one per folder backed up.
         return ["bupstash", "put", "-q", "-r", repo, "--send-log",
-                os.path.join(self.ws, "cache", "tree.sendlog"), f"bench={tag}", "media_tree"]
+                os.path.join(self.ws, "cache", f"{path}.sendlog"), f"bench={tag}", path]
 
     def backup_stdin(self, repo, tag):
         return ["bupstash", "put", "-q", "-r", repo, "--send-log",
@@ -401,7 +402,7 @@ class Bupstash(Tool):
     def restore_tree(self, repo, tag, target):
         return ["bupstash", "restore", "-r", repo, "--into", target, f"bench={tag}"]
 
-    def restored_root(self, target):
+    def restored_root(self, target, leaf="media_tree"):
         return target  # bupstash restores the folder's contents into target
 
     def restore_stream(self, repo, tag):
@@ -434,7 +435,7 @@ class Bench:
         self.dump2 = os.path.join(self.data, "dump_after.sql")
         self.live = os.path.join(self.data, "live")
         self.results = dict(steps={s: {} for s in STEPS}, floors={}, sizes={}, invalid={},
-                            database={}, snapshot_count={}, notes={})
+                            database={}, snapshot_count={}, small_files={}, notes={})
         self.snapcount_ids = {}
 
     # Trees: v1 and v2 take turns at live/media_tree (a rename keeps every inode).
@@ -646,6 +647,62 @@ class Bench:
         if rnd == self.a.runs - 1:
             rmtree(ws)
 
+    # --- issue 6, point 4: backing up again a tree of many small files that did not change
+    SMALL_ROUNDS = 3  # the re-backups are timed in the first three rounds only (1M files)
+
+    def small_files_round(self, rnd, tools):
+        root = os.path.join(self.data, "small_files")
+        with open(os.path.join(root, "manifest.json")) as fh:
+            sm = json.load(fh)
+        self.results["small_files_data"] = sm
+        sizes = self.results.setdefault("small_files_sizes", {})
+        R = self.runner
+        last = rnd == min(self.a.runs, self.SMALL_ROUNDS) - 1
+        for tc in tools:
+            name = tc.name
+            ws = os.path.join(self.work, "small", name)
+            t = tc(ws)
+            env = t.env()
+            repo = os.path.join(ws, "repo")
+
+            def timed(step, t=t, env=env, repo=repo, name=name):
+                subprocess.run(["sync"])
+                res = R.run(f"small-{name}-{step}-r{rnd}",
+                            t.backup_tree(repo, f"small-{step}-{rnd}", "tree"), env=env, cwd=root)
+                self.record("small_files", step, name, res, sm["bytes"])
+                if res.get("error"):
+                    self.results["notes"].setdefault(name, []).append(
+                        f"small files, {step}, round {rnd + 1}: {res['error'][:300]}")
+                return res.get("error") is None
+
+            log(f"  {tc.label}")
+            if rnd == 0:
+                rmtree(ws)
+                os.makedirs(ws)
+                for c in t.init(repo):
+                    R.run(f"small-{name}-init", c, env=env)
+                if not timed("first"):
+                    rmtree(ws)
+                    continue
+                sizes[name] = du(repo)
+            if not os.path.isdir(repo):
+                continue
+            ok = timed("again")
+            if ok and last and name == "strongroom":
+                # Strongroom's last snapshot of the tree, restored and compared (once).
+                t.after_backup(repo, "again")
+                target = os.path.join(ws, "restore")
+                os.makedirs(target)
+                res = R.run(f"small-{name}-restore", t.restore_tree(repo, "again", target),
+                            env=env, cwd=target)
+                restored = t.restored_root(target, "tree")
+                if res.get("error") or not same_tree(restored, os.path.join(root, "tree")):
+                    self.mark_invalid(name, ["small_files"], "the re-backup of the small files "
+                                      "restores to something other than its input")
+                rmtree(target)
+            if last:
+                rmtree(ws)
+
     # --- issue 3: database backups with Strongroom against pg_dump itself
     def database_round(self, rnd):
         dbm = self.manifest["database"]
@@ -721,6 +778,10 @@ class Bench:
             if "strongroom" in self.a.tools:
                 log(f"round {rnd + 1}/{self.a.runs}: 10 against 10,000 snapshots (issue 6, point 4)")
                 self.snapshot_count_round(rnd)
+            if not self.a.no_small_files and rnd < self.SMALL_ROUNDS:
+                log(f"round {rnd + 1}/{self.a.runs}: many small files, backed up again "
+                    f"(issue 6, point 4)")
+                self.small_files_round(rnd, order)
             self.save(partial=True)
         self.results["meta"]["load_end"] = os.getloadavg()
         self.results["meta"]["seconds"] = round(time.time() - started)
@@ -798,6 +859,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--no-database", action="store_true")
+    ap.add_argument("--no-small-files", action="store_true")
     a = ap.parse_args()
     a.tools = [t for t in a.tools.split(",") if t]
     for t in a.tools:

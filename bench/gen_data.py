@@ -15,6 +15,10 @@ Writes, under DATA_DIR (bench/data/full or bench/data/quick):
                       plus a table of ~130 MB of generated prose; quick: -s 2 and ~13 MB)
   dump_after.sql      the same after `pgbench -t 2000 -c 1` (a copy of the database, so the
                       database backups can be repeated: DB_after = CREATE DATABASE .. TEMPLATE DB)
+  small_files/tree/.. many small files (full: 1,000,000; quick: 20,000), 1,000 to a folder,
+                      200 B..3 KiB of text each (a header with the file's number makes every
+                      one unique): the "re-back up an unchanged tree of 1,000,000 small
+                      files" step (issue 6, point 4)
   manifest.json       what was generated: sizes, counts, the change set, databases
 
 Rerunning is cheap: each part is skipped when its manifest entry matches the parameters.
@@ -41,6 +45,9 @@ MODES = {
     "quick": dict(total=(1 << 30) // 10, files=300, scale=2, prose=13_000_000,
                   db="strongroom_bench_quick"),
 }
+SMALL_FILES = {"full": 1_000_000, "quick": 20_000}
+SMALL_PER_DIR = 1000
+SMALL_VERSION = 1
 MIN_SIZE = 1 << 10
 MAX_SIZE = 20 << 20
 RANDOM_SHARE = 0.60
@@ -300,6 +307,46 @@ def gen_media(mode, data_dir, text):
     )
 
 
+def gen_small_files(mode, data_dir, text):
+    """Many small files: SMALL_FILES[mode] of them, SMALL_PER_DIR to a folder."""
+    n = SMALL_FILES[mode]
+    root = os.path.join(data_dir, "small_files")
+    marker = os.path.join(root, "DONE")
+    want = f"v{SMALL_VERSION} n={n} seed={SEED}"
+    if os.path.exists(marker):
+        with open(marker) as fh:
+            if fh.read().strip() == want:
+                log(f"small files ({n:,}) are up to date")
+                return
+    shutil.rmtree(root, ignore_errors=True)
+    log(f"generating {n:,} small files in {root}")
+    r = random.Random(f"{SEED}-small")
+    pool = text.prose(r, 1 << 20)
+    t = time.time()
+    total = 0
+    for k in range(n):
+        if k % SMALL_PER_DIR == 0:
+            d = os.path.join(root, "tree", f"d{k // SMALL_PER_DIR:04d}")
+            os.makedirs(d)
+            if k and k % 100_000 == 0:
+                log(f"  {k:,}/{n:,} files ({time.time() - t:.0f} s)")
+        size = r.randrange(200, 3072)
+        at = r.randrange(0, len(pool) - size)
+        data = f"file {k}\n".encode() + pool[at:at + size]
+        path = os.path.join(d, f"f{k % SMALL_PER_DIR:03d}.txt")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        os.utime(fd, (BASE_MTIME, BASE_MTIME))
+        os.close(fd)
+        total += len(data)
+    with open(os.path.join(root, "manifest.json"), "w") as fh:
+        json.dump(dict(files=n, bytes=total, per_dir=SMALL_PER_DIR,
+                       seconds=round(time.time() - t, 1)), fh, indent=2)
+    with open(marker, "w") as fh:
+        fh.write(want + "\n")
+    log(f"small files: {n:,} files, {total / 1e6:.0f} MB ({time.time() - t:.0f} s)")
+
+
 def tree_digest(root):
     """SHA-256 over every file's relative path, size and SHA-256, in path order: two trees
     with the same digest hold the same bytes (used to show that generation is deterministic)."""
@@ -428,6 +475,8 @@ def main():
     ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "data"))
     ap.add_argument("--force", action="store_true", help="regenerate everything")
+    ap.add_argument("--no-small-files", action="store_true",
+                    help="skip the tree of many small files")
     a = ap.parse_args()
     data_dir = os.path.join(a.data, a.mode)
     os.makedirs(data_dir, exist_ok=True)
@@ -466,6 +515,10 @@ def main():
         for d in (MODES[a.mode]["db"] + "_after", MODES[a.mode]["db"]):
             psql("postgres", f"DROP DATABASE IF EXISTS {d}")
     manifest["database"] = gen_database(a.mode, data_dir, text)
+    if not a.no_small_files:
+        if a.force:
+            shutil.rmtree(os.path.join(data_dir, "small_files"), ignore_errors=True)
+        gen_small_files(a.mode, data_dir, text)
     with open(mpath, "w") as fh:
         json.dump(manifest, fh, indent=2)
     m = manifest["media"]

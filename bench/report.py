@@ -491,6 +491,48 @@ def render(res):
             w(f"| {label} | {ea.time_cell()} | {eb.time_cell()} | {rel} | "
               f"{fmt_mb(ea.rss)} / {fmt_mb(eb.rss)} |")
 
+    # ---------------------------------------------------------------- many small files
+    sf = res.get("small_files", {})
+    sfd = res.get("small_files_data")
+    if sf.get("again") and sfd:
+        sizes = res.get("small_files_sizes", {})
+        w("")
+        w(f"## Backing up again {sfd['files']:,} small files that did not change (issue 6, "
+          "point 4)")
+        w("")
+        w(f"A tree of {sfd['files']:,} files in folders of {sfd['per_dir']:,}, "
+          f"{fmt_mb(sfd['bytes'])} MB in all (200 B to 3 KiB of text each, every one "
+          "different), backed up once into a fresh repository per tool (\"first\", timed "
+          "once), then backed up again unchanged in each of the first "
+          f"{len(next(iter(sf['again'].values()))['runs'])} rounds, into the same repository "
+          "with the tool's cache kept (\"again\"). Strongroom's last snapshot is restored and "
+          "compared with the tree (`diff -r`). Goal: the re-backup at most half the fastest "
+          "peer's time.")
+        w("")
+        w("| tool | first backup s | again: seconds, median [min–max] | files/s | peak RSS MB "
+          "(first / again) | CPU s (again) | repository MB |")
+        w("|---|---|---|---|---|---|---|")
+        inv = res.get("invalid", {})
+        agains = {t: Entry(d, inv.get(t, {}).get("small_files")) for t, d in
+                  sf["again"].items()}
+        for t in tool_order(res):
+            if t not in agains:
+                continue
+            e = agains[t]
+            f = Entry(sf["first"][t]) if t in sf.get("first", {}) else None
+            w(f"| {LABELS.get(t, t)}{' **INVALID**' if e.invalid else ''} | "
+              f"{fmt_s(f.med) if f else '–'} | {e.time_cell()} | "
+              f"{format(sfd['files'] / e.med, ',.0f') if e.med else '–'} | "
+              f"{fmt_mb(f.rss) if f else '–'} / {fmt_mb(e.rss)} | {fmt_s(e.cpu)} | "
+              f"{fmt_mb(sizes.get(t))} |")
+        s_ = agains.get("strongroom")
+        peers = {t: e for t, e in agains.items() if t != "strongroom" and e.usable}
+        if s_ and s_.usable and peers:
+            bt = min(peers, key=lambda t: peers[t].med)
+            w("")
+            w(f"Fastest peer: {LABELS.get(bt, bt)}, {fmt_s(peers[bt].med)} s; Strongroom "
+              f"{fmt_s(s_.med)} s: ratio **{peers[bt].med / s_.med:.2f}×** (goal ≥ 2.0×).")
+
     # ---------------------------------------------------------------- problems
     inv = res.get("invalid", {})
     notes = res.get("notes", {})
