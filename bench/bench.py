@@ -661,6 +661,9 @@ class Bench:
         for tc in tools:
             name = tc.name
             ws = os.path.join(self.work, "small", name)
+            if rnd == 0:
+                rmtree(ws)
+                os.makedirs(ws)
             t = tc(ws)
             env = t.env()
             repo = os.path.join(ws, "repo")
@@ -677,8 +680,6 @@ class Bench:
 
             log(f"  {tc.label}")
             if rnd == 0:
-                rmtree(ws)
-                os.makedirs(ws)
                 for c in t.init(repo):
                     R.run(f"small-{name}-init", c, env=env)
                 if not timed("first"):
