@@ -491,6 +491,24 @@ fn count_file_read(summary: &mut Summary, progress: Option<&Progress>, size: u64
     }
 }
 
+/// Counts an entry that was not read: a file reused unchanged (or empty), or a symlink.
+fn count_leaf(summary: &mut Summary, progress: Option<&Progress>, node: &Node) {
+    if node.kind != NodeKind::File {
+        return;
+    }
+    summary.files += 1;
+    summary.total_bytes += node.size;
+    if node.size > 0 {
+        summary.files_unchanged += 1;
+    } else {
+        summary.files_read += 1;
+    }
+    if let Some(p) = progress {
+        p.files.fetch_add(1, Ordering::Relaxed);
+        p.bytes_skipped.fetch_add(node.size, Ordering::Relaxed);
+    }
+}
+
 async fn run<F>(
     repo: &Arc<Repository>,
     lock: &LockGuard,
@@ -604,19 +622,7 @@ where
                     for d in done {
                         match d {
                             Done::Leaf(node) => {
-                                if node.kind == NodeKind::File {
-                                    summary.files += 1;
-                                    summary.total_bytes += node.size;
-                                    if node.size > 0 {
-                                        summary.files_unchanged += 1;
-                                    } else {
-                                        summary.files_read += 1;
-                                    }
-                                    if let Some(p) = &progress {
-                                        p.files.fetch_add(1, Ordering::Relaxed);
-                                        p.bytes_skipped.fetch_add(node.size, Ordering::Relaxed);
-                                    }
-                                }
+                                count_leaf(&mut summary, progress.as_deref(), &node);
                                 push_node(&mut stack, node)?;
                             }
                             Done::Small {
