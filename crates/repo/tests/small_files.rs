@@ -7,10 +7,11 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{XorShift, assert_same, memory_repo, scan, tempdir};
+use common::{Meta, XorShift, assert_same, memory_repo, scan, tempdir};
 use strongroom_repo::archiver::{self, BackupOptions};
 use strongroom_repo::chunker::ChunkerParams;
 use strongroom_repo::restorer::{self, RestoreOptions};
@@ -30,11 +31,19 @@ async fn backup(repo: &Arc<Repository>, path: &Path) -> Snapshot {
     snap
 }
 
-async fn restore(repo: &Repository, snap: &Snapshot, target: &Path) {
-    let stats = restorer::restore_to_dir(repo, snap, target, &RestoreOptions::default())
+/// Restores the snapshot into a fresh folder and asserts its `src` equals `expected`.
+async fn assert_restores(
+    repo: &Repository,
+    snap: &Snapshot,
+    expected: &BTreeMap<Vec<u8>, Meta>,
+    what: &str,
+) {
+    let target = tempdir();
+    let stats = restorer::restore_to_dir(repo, snap, target.path(), &RestoreOptions::default())
         .await
         .unwrap();
-    assert!(stats.failures.is_empty(), "{:?}", stats.failures);
+    assert!(stats.failures.is_empty(), "{what}: {:?}", stats.failures);
+    assert_same(expected, &scan(&target.path().join("src")), what);
 }
 
 /// Regular files under `dir` of size zero.
@@ -107,9 +116,7 @@ fn many_small_files_in_batches_restore_and_are_unchanged_the_second_time() {
         assert_eq!(s.dirs, 3);
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
 
-        let target = tempdir();
-        restore(&repo, &first, target.path()).await;
-        assert_same(&before, &scan(&target.path().join("src")), "first restore");
+        assert_restores(&repo, &first, &before, "first restore").await;
 
         let second = backup(&repo, &root).await;
         let s = &second.summary;
@@ -123,13 +130,7 @@ fn many_small_files_in_batches_restore_and_are_unchanged_the_second_time() {
         assert_eq!(s.blobs_added, 0, "nothing new the second time");
         assert_eq!(second.tree, first.tree, "the same tree");
 
-        let target2 = tempdir();
-        restore(&repo, &second, target2.path()).await;
-        assert_same(
-            &before,
-            &scan(&target2.path().join("src")),
-            "second restore",
-        );
+        assert_restores(&repo, &second, &before, "second restore").await;
     });
 }
 
@@ -149,12 +150,6 @@ fn a_changed_small_file_among_unchanged_ones_is_read_again() {
         assert_eq!(snap.summary.files_read, empty + 1);
         assert_eq!(snap.summary.files_unchanged, files - empty - 1);
         assert_eq!(snap.summary.bytes_read, 7);
-        let target = tempdir();
-        restore(&repo, &snap, target.path()).await;
-        assert_same(
-            &state,
-            &scan(&target.path().join("src")),
-            "restore after a change",
-        );
+        assert_restores(&repo, &snap, &state, "restore after a change").await;
     });
 }
