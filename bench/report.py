@@ -477,11 +477,15 @@ def render(res):
           "that snapshot a minute apart (`crates/repo/examples/repeat_snapshot.rs`, untimed) up "
           "to 10 and to 10,000 snapshots. Timed: `strongroom snapshots` (prints every one) and "
           "`strongroom restore ID --include small/file07` (one file of one snapshot; the "
-          "restored file is compared with its source). Goal: at most 2× as long with 10,000.")
+          "restored file is compared with its source). Goal: at most 2× as long with 10,000. "
+          "`snapshots` reads the local snapshot cache (filled by an untimed listing after the "
+          "copies were made, as any earlier command fills it); `snapshots --no-cache` reads "
+          "every snapshot file, as the first listing on a new machine does.")
         w("")
         w("| command | 10 snapshots | 10,000 snapshots | ratio | peak RSS MB (10 / 10,000) |")
         w("|---|---|---|---|---|")
-        for what, label in (("list", "`snapshots`"), ("restore", "`restore ID --include FILE`")):
+        for what, label in (("list", "`snapshots`"), ("list_nocache", "`snapshots --no-cache`"),
+                            ("restore", "`restore ID --include FILE`")):
             a_ = sc.get(f"{what}_10", {}).get("strongroom")
             b_ = sc.get(f"{what}_10000", {}).get("strongroom")
             if not a_ or not b_:

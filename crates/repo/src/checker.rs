@@ -125,7 +125,7 @@ pub async fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport
     }
 
     // Snapshots and their trees.
-    let (snaps, snap_warnings) = repo.list_snapshots().await?;
+    let (snaps, snap_warnings) = repo.list_snapshots_uncached().await?;
     r.errors.extend(snap_warnings);
     r.snapshots = snaps.len();
     let mut seen_trees: HashSet<Id> = HashSet::new();

@@ -43,6 +43,8 @@ pub enum ObjectType {
     Config = 6,
     /// A lock file.
     Lock = 7,
+    /// A file of the local cache (not in the repository; see `snapshot_cache`).
+    LocalCache = 8,
 }
 
 /// Errors from sealing, opening and key handling.

@@ -27,8 +27,18 @@ impl Id {
     /// # Errors
     /// When the text is not exactly 64 hex digits.
     pub fn from_hex(s: &str) -> Result<Id, IdParseError> {
+        let bad = || IdParseError(s.to_owned());
+        let digits = s.as_bytes();
+        if digits.len() != 64 {
+            return Err(bad());
+        }
         let mut b = [0u8; 32];
-        hex::decode_to_slice(s, &mut b).map_err(|_| IdParseError(s.to_owned()))?;
+        for (out, pair) in b.iter_mut().zip(digits.chunks_exact(2)) {
+            let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
+                return Err(bad());
+            };
+            *out = (hi << 4) | lo;
+        }
         Ok(Id(b))
     }
 
@@ -50,6 +60,16 @@ impl Id {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[..8]);
         u64::from_le_bytes(b)
+    }
+}
+
+/// The value of one hex digit (either case).
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -94,6 +114,19 @@ mod tests {
         assert_eq!(id.short().len(), 8);
         assert!(Id::from_hex("abc").is_err());
         assert!(Id::from_hex(&"zz".repeat(32)).is_err());
+        assert!(Id::from_hex(&"0".repeat(63)).is_err());
+        assert!(Id::from_hex(&"0".repeat(65)).is_err());
+        assert!(Id::from_hex(&format!("{}g", "0".repeat(63))).is_err());
+        assert!(Id::from_hex(&format!("{}é", "0".repeat(62))).is_err());
+        // Either case is read; the hex crate agrees on every byte value.
+        let upper = id.to_hex().to_uppercase();
+        assert_eq!(Id::from_hex(&upper).unwrap(), id);
+        let every: Vec<u8> = (0..=255u8).collect();
+        for chunk in every.chunks(32) {
+            let mut b = [0u8; 32];
+            b.copy_from_slice(chunk);
+            assert_eq!(Id::from_hex(&hex::encode(b)).unwrap(), Id(b));
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod repository;
 pub mod restorer;
 pub mod retention;
 pub mod snapshot;
+pub mod snapshot_cache;
 pub mod stats;
 pub mod tree;
 

@@ -20,6 +20,7 @@ use crate::id::Id;
 use crate::index::{IndexFile, IndexPack, MasterIndex};
 use crate::pack::{BlobType, PackBuilder, PackEntry};
 use crate::snapshot::{Config, Snapshot};
+use crate::snapshot_cache::SnapshotCache;
 use crate::tree::{Node, Tree};
 
 /// Options for creating a repository.
@@ -50,6 +51,8 @@ pub struct Repository {
     index_files: RwLock<Vec<Id>>,
     /// Id of the key file that opened the repository.
     key_id: Id,
+    /// The local cache of decoded snapshots, when the caller gave a cache folder.
+    snapshot_cache: Option<SnapshotCache>,
 }
 
 /// The host name of this machine.
@@ -139,6 +142,7 @@ impl Repository {
             index: Arc::default(),
             index_files: RwLock::default(),
             key_id,
+            snapshot_cache: None,
         })
     }
 
@@ -277,6 +281,7 @@ impl Repository {
             index: Arc::default(),
             index_files: RwLock::default(),
             key_id,
+            snapshot_cache: None,
         })
     }
 
@@ -571,23 +576,135 @@ impl Repository {
         Ok(ids)
     }
 
+    /// Keeps decoded snapshots in a local cache under the folder `dir` (one file per
+    /// repository, see [`SnapshotCache`]): [`Repository::list_snapshots`] then reads only the
+    /// snapshot files it has not seen before.
+    pub fn use_snapshot_cache(&mut self, dir: &std::path::Path) {
+        self.snapshot_cache = Some(SnapshotCache::new(dir, self.config.id));
+    }
+
     /// Lists the snapshots that can be read, sorted by time, and warnings for those that
-    /// cannot.
+    /// cannot. With a snapshot cache ([`Repository::use_snapshot_cache`]) only the files the
+    /// cache does not hold are read; the cache is used for the names the repository lists now
+    /// and nothing else, and is rewritten when they changed.
     ///
     /// # Errors
     /// When the snapshot files cannot be listed.
     pub async fn list_snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
-        let files = self
-            .storage
-            .list(Kind::Snapshot)
+        let Some(cache) = &self.snapshot_cache else {
+            return self.list_snapshots_uncached().await;
+        };
+        // The names are listed while the cache is read and decoded: neither needs the other.
+        let (names, cached) = tokio::join!(self.snapshot_names(), self.load_cache(cache));
+        self.merge_with_cache(cache, names?, cached?).await
+    }
+
+    /// Like [`Repository::list_snapshots`], for the snapshot files `names` the caller listed
+    /// ([`Storage::list_names`] of [`Kind::Snapshot`]), e.g. while the repository was being
+    /// opened: the key derivation and the listing then overlap.
+    ///
+    /// # Errors
+    /// When the snapshot files cannot be read.
+    pub async fn list_snapshots_among(
+        &self,
+        names: Vec<String>,
+    ) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
+        match &self.snapshot_cache {
+            Some(cache) => {
+                let cached = self.load_cache(cache).await?;
+                self.merge_with_cache(cache, names, cached).await
+            }
+            None => {
+                let (mut out, warnings) = self.read_snapshot_files(names).await?;
+                out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+                Ok((out, warnings))
+            }
+        }
+    }
+
+    /// The cache's entries, read and decoded on the blocking pool.
+    async fn load_cache(&self, cache: &SnapshotCache) -> Result<Vec<(Id, Snapshot)>> {
+        let key = self.key.clone();
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || cache.load(&key))
             .await
-            .map_err(RepoError::storage("listing snapshots"))?;
-        let mut out = Vec::with_capacity(files.len());
+            .map_err(|e| RepoError::Invalid(e.to_string()))
+    }
+
+    /// The snapshots named by `names`: from the cache's entries where it has them, read from
+    /// the repository where not; the cache is rewritten when it held other names.
+    async fn merge_with_cache(
+        &self,
+        cache: &SnapshotCache,
+        names: Vec<String>,
+        cached: Vec<(Id, Snapshot)>,
+    ) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
+        let cached_len = cached.len();
+        let ids: Vec<Option<Id>> = names.iter().map(|n| Id::from_hex(n).ok()).collect();
+        let mut listed: HashSet<Id> = ids.iter().flatten().copied().collect();
+        // Cached entries of listed files, in the cache's (time) order; each id once.
+        let mut out: Vec<(Id, Snapshot)> = cached
+            .into_iter()
+            .filter(|(id, _)| listed.remove(id))
+            .collect();
+        // Fewer kept than cached: snapshots were deleted (forget) since it was written.
+        let gone = out.len() != cached_len;
+        let unseen: Vec<String> = names
+            .into_iter()
+            .zip(ids)
+            .filter(|(_, id)| id.is_none_or(|id| listed.contains(&id)))
+            .map(|(name, _)| name)
+            .collect();
+        let (read, warnings) = self.read_snapshot_files(unseen).await?;
+        let changed = gone || !read.is_empty();
+        if !read.is_empty() {
+            out.extend(read);
+            out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        }
+        if changed {
+            let key = self.key.clone();
+            let cache = cache.clone();
+            // A cache that cannot be written only makes the next listing slower.
+            out = tokio::task::spawn_blocking(move || {
+                let _ = cache.store(&key, &out);
+                out
+            })
+            .await
+            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        }
+        Ok((out, warnings))
+    }
+
+    /// Lists and reads every snapshot file, without the local cache (what `verify` checks).
+    ///
+    /// # Errors
+    /// When the snapshot files cannot be listed.
+    pub async fn list_snapshots_uncached(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
+        let names = self.snapshot_names().await?;
+        let (mut out, warnings) = self.read_snapshot_files(names).await?;
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((out, warnings))
+    }
+
+    /// The names of the snapshot files.
+    async fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.storage
+            .list_names(Kind::Snapshot)
+            .await
+            .map_err(RepoError::storage("listing snapshots"))
+    }
+
+    /// Reads and decodes the snapshot files `names`: those that can be read, in no order,
+    /// and warnings for those that are damaged.
+    async fn read_snapshot_files(
+        &self,
+        names: Vec<String>,
+    ) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
+        let mut out = Vec::with_capacity(names.len());
         let mut warnings = Vec::new();
         // In groups (one blocking task for a group on local disk), a few groups at a time,
         // each decoded on the blocking pool: listing 10,000 snapshots is then not 10,000
         // hand-offs to read a file and back.
-        let names: Vec<String> = files.into_iter().map(|f| f.name).collect();
         let groups: Vec<Vec<String>> = names.chunks(SNAPSHOT_GROUP).map(<[_]>::to_vec).collect();
         let mut groups = futures::stream::iter(groups)
             .map(|group: Vec<String>| async move {
@@ -619,7 +736,6 @@ impl Repository {
                 }
             }
         }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((out, warnings))
     }
 
@@ -661,18 +777,15 @@ impl Repository {
         if q.is_empty() || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(RepoError::SnapshotNotFound(query.into()));
         }
-        let files = self
-            .storage
-            .list(Kind::Snapshot)
-            .await
-            .map_err(RepoError::storage("listing snapshots"))?;
-        let mut matches: Vec<_> = files
+        let mut matches: Vec<String> = self
+            .snapshot_names()
+            .await?
             .into_iter()
-            .filter(|f| f.name.starts_with(&q))
+            .filter(|name| name.starts_with(&q))
             .collect();
         match matches.len() {
             0 => Err(RepoError::SnapshotNotFound(query.into())),
-            1 => self.read_snapshot(&matches.remove(0).name).await,
+            1 => self.read_snapshot(&matches.remove(0)).await,
             n => Err(RepoError::AmbiguousSnapshot(query.into(), n)),
         }
     }

@@ -165,6 +165,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Lists all objects of a kind, sorted by name.
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>>;
 
+    /// The names of all objects of a kind, sorted: what [`Storage::list`] returns without the
+    /// sizes. A backend overrides it where sizes cost extra (a local folder: a `stat` per
+    /// file).
+    async fn list_names(&self, kind: Kind) -> Result<Vec<String>> {
+        Ok(self.list(kind).await?.into_iter().map(|o| o.name).collect())
+    }
+
     /// Reads a whole object.
     async fn read(&self, kind: Kind, name: &str) -> Result<Bytes>;
 
@@ -224,6 +231,10 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
 
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
         (**self).list(kind).await
+    }
+
+    async fn list_names(&self, kind: Kind) -> Result<Vec<String>> {
+        (**self).list_names(kind).await
     }
 
     async fn read(&self, kind: Kind, name: &str) -> Result<Bytes> {

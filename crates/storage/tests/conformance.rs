@@ -329,6 +329,11 @@ async fn check_list_sorted_with_sizes_per_kind(f: Fixture) {
             .collect();
         expected.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(s.list(kind).await.unwrap(), expected, "{kind:?}");
+        assert_eq!(
+            s.list_names(kind).await.unwrap(),
+            expected.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
+            "names alone, {kind:?}"
+        );
     }
 }
 
@@ -354,6 +359,8 @@ async fn check_many_packs_across_prefixes(f: Fixture) {
     let listed = s.list(Kind::Pack).await.unwrap();
     assert_eq!(listed.len(), 300);
     assert_eq!(listed, expected);
+    let names: Vec<String> = expected.iter().map(|o| o.name.clone()).collect();
+    assert_eq!(s.list_names(Kind::Pack).await.unwrap(), names);
     assert_eq!(s.list(Kind::Index).await.unwrap(), vec![]);
 }
 
@@ -672,6 +679,16 @@ mod local_only {
         assert_eq!(s.list(Kind::Key).await.unwrap(), infos(&[("real", 1)]));
         assert_eq!(s.list(Kind::Pack).await.unwrap(), infos(&[("ab01", 1)]));
         assert_eq!(s.list(Kind::Config).await.unwrap(), infos(&[("config", 1)]));
+        // Names alone skip the same entries; a symlink to an object file counts as one
+        // (as with `list`), one to a folder does not.
+        std::os::unix::fs::symlink(root.join("keys/real"), root.join("keys/linked")).unwrap();
+        std::os::unix::fs::symlink(root.join("keys/subdir"), root.join("keys/linkdir")).unwrap();
+        assert_eq!(s.list_names(Kind::Key).await.unwrap(), ["linked", "real"]);
+        assert_eq!(
+            s.list(Kind::Key).await.unwrap(),
+            infos(&[("linked", 1), ("real", 1)])
+        );
+        assert_eq!(s.list_names(Kind::Pack).await.unwrap(), ["ab01"]);
         let err = s.read(Kind::Key, ".tmp-x").await.unwrap_err();
         assert!(matches!(err, StorageError::InvalidName(_)), "{err}");
     }

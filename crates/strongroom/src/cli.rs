@@ -34,6 +34,13 @@ pub struct Global {
         value_name = "FILE"
     )]
     pub password_file: Option<PathBuf>,
+    /// Folder of the local cache (decoded snapshots; default: $XDG_CACHE_HOME/strongroom,
+    /// else ~/.cache/strongroom). It only saves reading; deleting it loses nothing.
+    #[arg(long, global = true, env = "STRONGROOM_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use no local cache (read every snapshot file from the repository).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,

@@ -905,6 +905,54 @@ fn forget_and_prune() {
 
 /// export: a stream's bytes, identical; a folder as a tar that `tar -x` extracts identical
 /// to the source (times to the second, as tar keeps them).
+/// `snapshots` keeps a local cache of decoded snapshots; it follows the repository (a
+/// forgotten snapshot goes, a new one comes), a damaged cache is rebuilt, and `--no-cache`
+/// writes none.
+#[test]
+fn the_snapshot_cache_follows_the_repository() {
+    let e = Env::new();
+    let first = e.backup_stdin("db.dump", b"first dump");
+    let second = e.backup_stdin("db.dump", b"second dump");
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    assert_eq!(e.snapshot_ids(), both);
+    // One folder per repository, holding the cache file; the folder is tagged as a cache.
+    let folders: Vec<PathBuf> = std::fs::read_dir(&e.cache)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    let cache_file = folders[0].join("snapshots");
+    assert!(cache_file.is_file());
+    assert!(e.cache.join("CACHEDIR.TAG").is_file());
+
+    e.ok(&["forget", &first]);
+    assert_eq!(e.snapshot_ids(), vec![second.clone()]);
+    let third = e.backup_stdin("db.dump", b"third dump");
+    let mut now = vec![second.clone(), third.clone()];
+    now.sort();
+    assert_eq!(e.snapshot_ids(), now);
+    let human = e.ok(&["snapshots"]).text();
+    assert!(
+        human.contains(&third[..8]) && !human.contains(&first[..8]),
+        "{human}"
+    );
+
+    std::fs::write(&cache_file, b"damaged").unwrap();
+    assert_eq!(e.snapshot_ids(), now);
+    assert!(std::fs::read(&cache_file).unwrap() != b"damaged", "rebuilt");
+
+    let elsewhere = e.path("other-cache");
+    let args = ["snapshots", "--json", "--no-cache"];
+    let mut c = e.cmd(&args);
+    c.env("STRONGROOM_CACHE_DIR", &elsewhere);
+    let o = e.run_cmd(c, &args, None);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.json().as_array().unwrap().len(), 2);
+    assert!(!elsewhere.exists(), "--no-cache wrote a cache");
+}
+
 #[test]
 fn export_stream_and_folder() {
     let mut rng = Rng::new(seed("export_stream_and_folder"));

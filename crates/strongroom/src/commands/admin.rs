@@ -102,6 +102,8 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<i32> {
         config: Some(a.write.clone()),
         repo: g.repo.clone(),
         password_file: g.password_file.clone(),
+        cache_dir: g.cache_dir.clone(),
+        no_cache: g.no_cache,
         json: g.json,
         quiet: g.quiet,
         loaded_config: std::sync::OnceLock::new(),

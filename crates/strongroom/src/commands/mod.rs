@@ -87,13 +87,45 @@ pub async fn open(g: &Global) -> Result<Arc<Repository>> {
 /// Opens the repository without loading its index, for commands that read only snapshots,
 /// keys or locks (listing snapshots of a large repository reads no index files).
 pub async fn open_without_index(g: &Global) -> Result<Arc<Repository>> {
-    let storage = storage(g)?;
+    open_storage_without_index(g, storage(g)?).await
+}
+
+/// [`open_without_index`] for a storage the caller already has.
+pub async fn open_storage_without_index(
+    g: &Global,
+    storage: Arc<dyn Storage>,
+) -> Result<Arc<Repository>> {
     let location = storage.location();
     let password = password(g)?;
-    let repo = Repository::open(storage, &password)
+    let mut repo = Repository::open(storage, &password)
         .await
         .with_context(|| format!("opening repository {location}"))?;
+    if let Some(dir) = cache_dir(g) {
+        repo.use_snapshot_cache(&dir);
+    }
     Ok(Arc::new(repo))
+}
+
+/// The local cache folder: `--cache-dir` (or `STRONGROOM_CACHE_DIR`), else
+/// `$XDG_CACHE_HOME/strongroom`, else `~/.cache/strongroom`, else `.strongroom-cache` here.
+pub fn cache_root(g: &Global) -> std::path::PathBuf {
+    if let Some(dir) = &g.cache_dir {
+        return dir.clone();
+    }
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    from_env("XDG_CACHE_HOME")
+        .map(|d| d.join("strongroom"))
+        .or_else(|| from_env("HOME").map(|h| h.join(".cache").join("strongroom")))
+        .unwrap_or_else(|| std::path::PathBuf::from(".strongroom-cache"))
+}
+
+/// Where decoded snapshots are cached: the cache folder, or none with `--no-cache`.
+fn cache_dir(g: &Global) -> Option<std::path::PathBuf> {
+    (!g.no_cache).then(|| cache_root(g))
 }
 
 /// A shared lock for reading (restore, export, verify). When the lock file cannot be written

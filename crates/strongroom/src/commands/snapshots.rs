@@ -1,10 +1,12 @@
 //! `snapshots` and `stats`.
 
 use std::io::Write as _;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde::Serialize;
 use strongroom_repo::Id;
+use strongroom_storage::Kind;
 
 use crate::cli::{Global, SnapshotsArgs};
 use crate::output::size;
@@ -25,8 +27,18 @@ struct Row<'a> {
 }
 
 pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
-    let repo = super::open_without_index(g).await?;
-    let (snaps, warnings) = repo.list_snapshots().await?;
+    let storage = super::storage(g)?;
+    // The snapshot files are listed while the key is derived (most of opening's time).
+    let lister = {
+        let storage = Arc::clone(&storage);
+        tokio::spawn(async move { storage.list_names(Kind::Snapshot).await })
+    };
+    let repo = super::open_storage_without_index(g, storage).await?;
+    let names = lister
+        .await
+        .context("listing snapshots")?
+        .context("listing snapshots")?;
+    let (snaps, warnings) = repo.list_snapshots_among(names).await?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -61,7 +73,7 @@ pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
             "id", "time (UTC)", "kind", "size", "host"
         )?;
         for (id, s) in &snaps {
-            let t = s.timestamp().format("%Y-%m-%d %H:%M:%S").to_string();
+            let t = shown_time(&s.time);
             let kind = match s.kind {
                 strongroom_repo::SnapshotKind::Files => "files",
                 strongroom_repo::SnapshotKind::Stream => "stream",
@@ -89,6 +101,31 @@ pub async fn list(g: &Global, a: SnapshotsArgs) -> Result<i32> {
     Ok(if warnings.is_empty() { 0 } else { 1 })
 }
 
+/// A snapshot's time as listed: `2026-12-05 18:53:00` (UTC). Times written by Strongroom are
+/// RFC 3339 in UTC (`…Z`) and are cut, not parsed (10,000 lines); any other is parsed.
+fn shown_time(time: &str) -> String {
+    let b = time.as_bytes();
+    let utc = b.len() >= 20
+        && b.get(10) == Some(&b'T')
+        && time.ends_with('Z')
+        && b.iter().take(19).enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => true,
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        });
+    match (utc, time.get(..10), time.get(11..19)) {
+        (true, Some(date), Some(clock)) => format!("{date} {clock}"),
+        _ => chrono::DateTime::parse_from_rfc3339(time)
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| time.to_owned()),
+    }
+}
+
 pub async fn stats(g: &Global) -> Result<i32> {
     let repo = super::open(g).await?;
     let s = strongroom_repo::stats::stats(&repo).await?;
@@ -112,4 +149,24 @@ pub async fn stats(g: &Global) -> Result<i32> {
         println!("compression:        {:.2}x", s.compression_ratio);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_time;
+
+    #[test]
+    fn times_are_shown_in_utc_to_the_second() {
+        assert_eq!(
+            shown_time("2026-12-05T18:53:00.123456Z"),
+            "2026-12-05 18:53:00"
+        );
+        assert_eq!(shown_time("2026-12-05T18:53:00Z"), "2026-12-05 18:53:00");
+        // Another offset is converted, not cut.
+        assert_eq!(
+            shown_time("2026-12-05T20:53:00+02:00"),
+            "2026-12-05 18:53:00"
+        );
+        assert_eq!(shown_time("yesterday"), "yesterday");
+    }
 }

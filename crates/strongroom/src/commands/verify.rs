@@ -1,24 +1,10 @@
 //! `verify`, including the rotating `--read-data-subset`.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result, bail};
 use strongroom_repo::checker::{self, ReadData};
 
 use crate::cli::{Global, VerifyArgs};
 use crate::output::size;
-
-fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STRONGROOM_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("strongroom");
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/strongroom"))
-        .unwrap_or_else(|| PathBuf::from(".strongroom-cache"))
-}
 
 /// Parses "10%" (rotating) or "2/5" (fixed slice); returns (slice or None for rotating, slices).
 fn parse_subset(s: &str) -> Result<(Option<u32>, u32)> {
@@ -80,7 +66,7 @@ async fn verify_locked(
         let n = match slice {
             Some(n) => n,
             None => {
-                let f = cache_dir()
+                let f = super::cache_root(g)
                     .join(repo.config().id.to_hex())
                     .join(format!("verify-cursor-{of}"));
                 let n = std::fs::read_to_string(&f)
