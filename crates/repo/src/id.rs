@@ -27,17 +27,21 @@ impl Id {
     /// # Errors
     /// When the text is not exactly 64 hex digits.
     pub fn from_hex(s: &str) -> Result<Id, IdParseError> {
-        let bad = || IdParseError(s.to_owned());
         let digits = s.as_bytes();
         if digits.len() != 64 {
-            return Err(bad());
+            return Err(IdParseError(s.to_owned()));
         }
         let mut b = [0u8; 32];
+        // Every digit's value, or 0xFF: one OR over all of them tells whether any was bad.
+        let mut bad = 0u8;
         for (out, pair) in b.iter_mut().zip(digits.chunks_exact(2)) {
-            let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
-                return Err(bad());
-            };
-            *out = (hi << 4) | lo;
+            let hi = HEX_VALUE[usize::from(pair[0])];
+            let lo = HEX_VALUE[usize::from(pair[1])];
+            bad |= hi | lo;
+            *out = (hi << 4) | (lo & 0x0F);
+        }
+        if bad & 0xF0 != 0 {
+            return Err(IdParseError(s.to_owned()));
         }
         Ok(Id(b))
     }
@@ -45,13 +49,13 @@ impl Id {
     /// The full hex form.
     #[must_use]
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        encode_hex(&self.0)
     }
 
     /// The first 8 hex digits, as shown to people.
     #[must_use]
     pub fn short(&self) -> String {
-        hex::encode(&self.0[..4])
+        encode_hex(&self.0[..4])
     }
 
     /// The first 8 bytes as a number (used to spread packs into verification buckets).
@@ -63,14 +67,29 @@ impl Id {
     }
 }
 
-/// The value of one hex digit (either case).
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Lowercase hex digits.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The value of each byte as a hex digit (either case), 0xFF for any other byte.
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [0xFF_u8; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[HEX_DIGITS[i] as usize] = i as u8;
+        t[HEX_DIGITS[i].to_ascii_uppercase() as usize] = i as u8;
+        i += 1;
     }
+    t
+};
+
+/// `bytes` as lowercase hex.
+fn encode_hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(HEX_DIGITS[usize::from(b & 0x0F)]));
+    }
+    s
 }
 
 /// Text that is not a valid id.
@@ -126,6 +145,20 @@ mod tests {
             let mut b = [0u8; 32];
             b.copy_from_slice(chunk);
             assert_eq!(Id::from_hex(&hex::encode(b)).unwrap(), Id(b));
+            assert_eq!(Id(b).to_hex(), hex::encode(b));
+            assert_eq!(Id(b).short(), hex::encode(&b[..4]));
+        }
+        // Every byte that is not a hex digit, in either place of a pair.
+        for c in 0..=255u8 {
+            if c.is_ascii_hexdigit() {
+                continue;
+            }
+            for at in [0, 1, 62, 63] {
+                let mut digits = vec![b'0'; 64];
+                digits[at] = c;
+                let text = String::from_utf8_lossy(&digits).into_owned();
+                assert!(Id::from_hex(&text).is_err(), "{c:#x} at {at}");
+            }
         }
     }
 
