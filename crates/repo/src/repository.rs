@@ -614,11 +614,7 @@ impl Repository {
                 let cached = self.load_cache(cache).await?;
                 self.merge_with_cache(cache, names, cached).await
             }
-            None => {
-                let (mut out, warnings) = self.read_snapshot_files(names).await?;
-                out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-                Ok((out, warnings))
-            }
+            None => self.read_snapshots_sorted(names).await,
         }
     }
 
@@ -659,7 +655,7 @@ impl Repository {
         let changed = gone || !read.is_empty();
         if !read.is_empty() {
             out.extend(read);
-            out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+            sort_as_listed(&mut out);
         }
         if changed {
             let key = self.key.clone();
@@ -681,8 +677,16 @@ impl Repository {
     /// When the snapshot files cannot be listed.
     pub async fn list_snapshots_uncached(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
         let names = self.snapshot_names().await?;
+        self.read_snapshots_sorted(names).await
+    }
+
+    /// [`Repository::read_snapshot_files`], sorted as listed.
+    async fn read_snapshots_sorted(
+        &self,
+        names: Vec<String>,
+    ) -> Result<(Vec<(Id, Snapshot)>, Vec<String>)> {
         let (mut out, warnings) = self.read_snapshot_files(names).await?;
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        sort_as_listed(&mut out);
         Ok((out, warnings))
     }
 
@@ -971,6 +975,11 @@ impl BlobRun {
     pub fn raw_len(&self) -> u64 {
         self.raw_len
     }
+}
+
+/// Sorts snapshots in listing order: by time (string order), then id.
+fn sort_as_listed(snaps: &mut [(Id, Snapshot)]) {
+    snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
 }
 
 /// The id a snapshot file's name holds.
