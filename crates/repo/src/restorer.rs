@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use strongroom_storage::direct::{DEFAULT_STAGE_BYTES, DIRECT_MIN_BYTES, DirectWriter};
 
 use crate::error::{RepoError, Result};
 use crate::id::Id;
@@ -281,6 +282,13 @@ async fn restore_file(
         .mode(0o600)
         .open(&tmp)
         .map_err(RepoError::io("creating", &tmp))?;
+    // Large files bypass the page cache where the filesystem allows: copying into it cost
+    // more than decoding (docs/benchmarks.md, seventh pass).
+    let f = if node.size >= DIRECT_MIN_BYTES {
+        DirectWriter::new(f, DEFAULT_STAGE_BYTES)
+    } else {
+        DirectWriter::plain(f)
+    };
     let written = write_file(repo, &content, f, path, opts.progress.as_deref()).await;
     let result = written.and_then(|n| {
         std::fs::rename(&tmp, path)
@@ -293,13 +301,13 @@ async fn restore_file(
     result
 }
 
-/// Writes a file's blobs in order, each write on the blocking pool: the copy into the page
-/// cache costs about as much as decoding, and so files being restored at once write on
-/// every core instead of all on the one thread that drives them.
+/// Writes a file's blobs in order, each write on the blocking pool: a write costs about as
+/// much as decoding (a copy into the page cache, or a wait for the disk), and so files being
+/// restored at once write on every core instead of all on the one thread that drives them.
 async fn write_file(
     repo: &Repository,
     content: &[Id],
-    file: std::fs::File,
+    file: DirectWriter,
     path: &Path,
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
@@ -327,6 +335,11 @@ async fn write_file(
             p.fetch_add(len, Ordering::Relaxed);
         }
     }
+    let f = file.ok_or_else(|| RepoError::Invalid("restore lost its file".into()))?;
+    tokio::task::spawn_blocking(move || f.finish())
+        .await
+        .map_err(|e| RepoError::Invalid(format!("writer failed: {e}")))?
+        .map_err(RepoError::io("writing", path))?;
     Ok(n)
 }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub mod crash;
+pub mod direct;
 pub mod faulty;
 pub mod local;
 pub mod memory;
