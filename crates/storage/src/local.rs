@@ -368,13 +368,14 @@ fn read_range_blocking(
         return Err(out_of_range(size));
     }
     let len = usize::try_from(length).map_err(|_| out_of_range(size))?;
-    let mut buf = vec![0u8; len];
+    // Read into the buffer's spare room (`read_to_end` does not zero it first).
+    let mut buf = Vec::with_capacity(len);
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| io_err(context(), e))?;
-    match file.read_exact(&mut buf) {
-        Ok(()) => Ok(Bytes::from(buf)),
+    match file.take(length).read_to_end(&mut buf) {
+        Ok(n) if n == len => Ok(Bytes::from(buf)),
         // Shorter than its metadata said (it should never change, but do not trust it).
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(out_of_range(size)),
+        Ok(_) => Err(out_of_range(size)),
         Err(e) => Err(io_err(context(), e)),
     }
 }
