@@ -252,8 +252,11 @@ fn is_root() -> bool {
 const PREFETCH: usize = 4;
 
 /// Files restored at once by [`restore_to_dir`], each with up to [`FILE_PREFETCH`] runs of
-/// blobs ahead: about 16 MiB in memory (more only where single blobs are larger).
-const FILES_IN_FLIGHT: usize = 4;
+/// blobs ahead: about 32 MiB in memory, plus a 2 MiB staging buffer per large file (more
+/// only where single blobs are larger). A large file's direct writes wait for the disk; 8
+/// rather than 4 kept both cores busier (media tree, by hand: 1.06–1.35 → 1.01–1.06 s, peak
+/// 43 → 56–68 MB).
+const FILES_IN_FLIGHT: usize = 8;
 /// Runs of blobs fetched ahead for each file of [`restore_to_dir`].
 const FILE_PREFETCH: usize = 2;
 

@@ -954,6 +954,36 @@ fn the_snapshot_cache_follows_the_repository() {
 }
 
 #[test]
+fn a_configuration_files_cache_dir_holds_the_snapshot_cache() {
+    let e = Env::new();
+    e.backup_stdin("db.dump", b"a dump");
+    let configured = e.path("configured-cache");
+    let config = e.path("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!("cache_dir = {:?}\n", configured.to_str().unwrap()),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap(), "snapshots", "--json"];
+    let mut c = e.cmd(&args);
+    c.env_remove("STRONGROOM_CACHE_DIR");
+    let o = e.run_cmd(c, &args, None);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.json().as_array().unwrap().len(), 1);
+    assert!(
+        configured.join("CACHEDIR.TAG").is_file(),
+        "the configured cache_dir was not used"
+    );
+    // The environment still wins over the file, as it does for the service.
+    let from_env = e.path("env-cache");
+    let mut c = e.cmd(&args);
+    c.env("STRONGROOM_CACHE_DIR", &from_env);
+    let o = e.run_cmd(c, &args, None);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(from_env.join("CACHEDIR.TAG").is_file());
+}
+
+#[test]
 fn export_stream_and_folder() {
     let mut rng = Rng::new(seed("export_stream_and_folder"));
     let e = Env::new();

@@ -100,32 +100,42 @@ pub async fn open_storage_without_index(
     let mut repo = Repository::open(storage, &password)
         .await
         .with_context(|| format!("opening repository {location}"))?;
-    if let Some(dir) = cache_dir(g) {
+    if let Some(dir) = cache_dir(g)? {
         repo.use_snapshot_cache(&dir);
     }
     Ok(Arc::new(repo))
 }
 
-/// The local cache folder: `--cache-dir` (or `STRONGROOM_CACHE_DIR`), else
+/// The local cache folder: `--cache-dir` (or `STRONGROOM_CACHE_DIR`); with a configuration
+/// file, its `cache_dir` (and the fallbacks the configuration resolves); else
 /// `$XDG_CACHE_HOME/strongroom`, else `~/.cache/strongroom`, else `.strongroom-cache` here.
-pub fn cache_root(g: &Global) -> std::path::PathBuf {
+///
+/// # Errors
+/// When the configuration file given cannot be loaded.
+pub fn cache_root(g: &Global) -> Result<std::path::PathBuf> {
     if let Some(dir) = &g.cache_dir {
-        return dir.clone();
+        return Ok(dir.clone());
+    }
+    if g.config.is_some() {
+        return Ok(service::load_config(g)?.cache_dir);
     }
     let from_env = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())
             .map(std::path::PathBuf::from)
     };
-    from_env("XDG_CACHE_HOME")
+    Ok(from_env("XDG_CACHE_HOME")
         .map(|d| d.join("strongroom"))
         .or_else(|| from_env("HOME").map(|h| h.join(".cache").join("strongroom")))
-        .unwrap_or_else(|| std::path::PathBuf::from(".strongroom-cache"))
+        .unwrap_or_else(|| std::path::PathBuf::from(".strongroom-cache")))
 }
 
 /// Where decoded snapshots are cached: the cache folder, or none with `--no-cache`.
-fn cache_dir(g: &Global) -> Option<std::path::PathBuf> {
-    (!g.no_cache).then(|| cache_root(g))
+fn cache_dir(g: &Global) -> Result<Option<std::path::PathBuf>> {
+    if g.no_cache {
+        return Ok(None);
+    }
+    cache_root(g).map(Some)
 }
 
 /// A shared lock for reading (restore, export, verify). When the lock file cannot be written

@@ -66,7 +66,7 @@ async fn verify_locked(
         let n = match slice {
             Some(n) => n,
             None => {
-                let f = super::cache_root(g)
+                let f = super::cache_root(g)?
                     .join(repo.config().id.to_hex())
                     .join(format!("verify-cursor-{of}"));
                 let n = std::fs::read_to_string(&f)
