@@ -481,8 +481,24 @@ impl Repository {
     /// [`RepoError::Corrupt`] naming the first damaged blob and its pack, or the storage
     /// error of the read.
     pub async fn read_run(&self, run: BlobRun) -> Result<Vec<u8>> {
+        let stored = self.read_run_stored(run).await?;
+        let key = self.key.clone();
+        tokio::task::spawn_blocking(move || stored.decode(&key))
+            .await
+            .map_err(|e| RepoError::Invalid(e.to_string()))?
+    }
+
+    /// The read half of [`Repository::read_run`]: the run's sealed bytes, not yet decoded,
+    /// so that a caller can decode them on the thread that then uses the content.
+    ///
+    /// # Errors
+    /// The storage error of the read.
+    pub async fn read_run_stored(&self, run: BlobRun) -> Result<StoredRun> {
         if run.blobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(StoredRun {
+                run,
+                stored: bytes::Bytes::new(),
+            });
         }
         let stored = self
             .storage
@@ -493,15 +509,7 @@ impl Repository {
                 run.blobs.len(),
                 run.pack.short()
             )))?;
-        let key = self.key.clone();
-        // Bytes made from a Vec give it back without a copy when they are its only owner.
-        tokio::task::spawn_blocking(move || match run.blobs.as_slice() {
-            // Decrypted where it was read; stored uncompressed, it is returned as is.
-            [e] => decode_blob_vec(&key, &run.pack, e, Vec::from(stored)),
-            _ => decode_run(&key, &run, Vec::from(stored)),
-        })
-        .await
-        .map_err(|e| RepoError::Invalid(e.to_string()))?
+        Ok(StoredRun { run, stored })
     }
 
     /// Reads, authenticates, decompresses and checks one blob.
@@ -967,6 +975,31 @@ pub struct BlobRun {
     /// Plaintext bytes of the blobs.
     raw_len: u64,
     blobs: Vec<PackEntry>,
+}
+
+/// The sealed bytes of a [`BlobRun`] ([`Repository::read_run_stored`]).
+#[derive(Debug)]
+pub struct StoredRun {
+    run: BlobRun,
+    stored: bytes::Bytes,
+}
+
+impl StoredRun {
+    /// Decodes the run's blobs (each authenticated, decompressed and checked against its id)
+    /// into one buffer, in order. CPU work: call it on a blocking thread.
+    ///
+    /// # Errors
+    /// [`RepoError::Corrupt`] naming the first damaged blob and its pack.
+    pub fn decode(self, key: &MasterKey) -> Result<Vec<u8>> {
+        let StoredRun { run, stored } = self;
+        // Bytes made from a Vec give it back without a copy when they are its only owner.
+        match run.blobs.as_slice() {
+            [] => Ok(Vec::new()),
+            // Decrypted where it was read; stored uncompressed, it is returned as is.
+            [e] => decode_blob_vec(key, &run.pack, e, Vec::from(stored)),
+            _ => decode_run(key, &run, Vec::from(stored)),
+        }
+    }
 }
 
 impl BlobRun {

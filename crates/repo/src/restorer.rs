@@ -304,9 +304,11 @@ async fn restore_file(
     result
 }
 
-/// Writes a file's blobs in order, each write on the blocking pool: a write costs about as
-/// much as decoding (a copy into the page cache, or a wait for the disk), and so files being
-/// restored at once write on every core instead of all on the one thread that drives them.
+/// Writes a file's blobs in order, each run decoded and written by one task on the blocking
+/// pool: a write costs about as much as decoding (a copy into the page cache, or a wait for
+/// the disk), and so files being restored at once decode and write on every core instead of
+/// all on the one thread that drives them. Decoding where the content is written kept it in
+/// that core's cache and saved a hand-off per run (media tree by hand: CPU 1.79 → 1.67 s).
 async fn write_file(
     repo: &Repository,
     content: &[Id],
@@ -314,24 +316,29 @@ async fn write_file(
     path: &Path,
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
-    let mut blobs = futures::stream::iter(repo.plan_runs(content)?)
-        .map(|run| repo.read_run(run))
+    // Runs are read ahead; each is decoded on the thread that writes it, so that its content
+    // is still in that core's cache when it is copied out (and one hand-off fewer).
+    let mut runs = futures::stream::iter(repo.plan_runs(content)?)
+        .map(|run| repo.read_run_stored(run))
         .buffered(FILE_PREFETCH);
     let mut file = Some(file);
     let mut n = 0u64;
-    while let Some(b) = blobs.next().await {
-        let b = b?;
-        let len = b.len() as u64;
+    while let Some(stored) = runs.next().await {
+        let stored = stored?;
         let mut f = file
             .take()
             .ok_or_else(|| RepoError::Invalid("restore lost its file".into()))?;
+        let key = repo.key().clone();
         let (f, res) = tokio::task::spawn_blocking(move || {
-            let res = f.write_all(&b);
+            let res = stored
+                .decode(&key)
+                .map(|b| (b.len() as u64, f.write_all(&b)));
             (f, res)
         })
         .await
         .map_err(|e| RepoError::Invalid(format!("writer failed: {e}")))?;
-        res.map_err(RepoError::io("writing", path))?;
+        let (len, written) = res?;
+        written.map_err(RepoError::io("writing", path))?;
         file = Some(f);
         n += len;
         if let Some(p) = progress {
