@@ -312,7 +312,7 @@ async fn restore_file(
 async fn write_file(
     repo: &Repository,
     content: &[Id],
-    file: DirectWriter,
+    mut file: DirectWriter,
     path: &Path,
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
@@ -321,32 +321,27 @@ async fn write_file(
     let mut runs = futures::stream::iter(repo.plan_runs(content)?)
         .map(|run| repo.read_run_stored(run))
         .buffered(FILE_PREFETCH);
-    let mut file = Some(file);
     let mut n = 0u64;
     while let Some(stored) = runs.next().await {
         let stored = stored?;
-        let mut f = file
-            .take()
-            .ok_or_else(|| RepoError::Invalid("restore lost its file".into()))?;
         let key = repo.key().clone();
         let (f, res) = tokio::task::spawn_blocking(move || {
             let res = stored
                 .decode(&key)
-                .map(|b| (b.len() as u64, f.write_all(&b)));
-            (f, res)
+                .map(|b| (b.len() as u64, file.write_all(&b)));
+            (file, res)
         })
         .await
         .map_err(|e| RepoError::Invalid(format!("writer failed: {e}")))?;
+        file = f;
         let (len, written) = res?;
         written.map_err(RepoError::io("writing", path))?;
-        file = Some(f);
         n += len;
         if let Some(p) = progress {
             p.fetch_add(len, Ordering::Relaxed);
         }
     }
-    let f = file.ok_or_else(|| RepoError::Invalid("restore lost its file".into()))?;
-    tokio::task::spawn_blocking(move || f.finish())
+    tokio::task::spawn_blocking(move || file.finish())
         .await
         .map_err(|e| RepoError::Invalid(format!("writer failed: {e}")))?
         .map_err(RepoError::io("writing", path))?;
