@@ -289,12 +289,17 @@ async fn server_ends_the_connection_mid_dump() {
     });
     let res = f.backup(&big.source()).await;
     watcher.join().unwrap();
-    failed(
-        res,
-        &[
-            "terminating connection due to administrator command",
-            "hint: the server went away during the operation",
-        ],
+    let msg = failed(res, &["hint: the server went away during the operation"]);
+    // libpq reports the termination itself, or, over TLS, when the server's notice races the
+    // TLS teardown, only the socket it closed; either way the dump's table is named.
+    assert!(
+        msg.contains("terminating connection due to administrator command")
+            || msg.contains("SSL SYSCALL error: EOF detected"),
+        "the message does not report the ended connection: {msg}"
+    );
+    assert!(
+        msg.contains("table \"big\""),
+        "the message does not name the table: {msg}"
     );
     f.assert_untouched().await;
 }

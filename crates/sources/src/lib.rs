@@ -211,6 +211,12 @@ fn advice_for(err: &CommandError) -> Option<&'static str> {
         || has("Lost connection")
         || has("terminating connection")
         || has("connection to server was lost")
+        // PostgreSQL over TLS: the server's termination can race the TLS teardown, and libpq
+        // then reports only the closed socket.
+        || has("SSL SYSCALL error: EOF detected")
+        || has("SSL connection has been closed unexpectedly")
+        // MySQL/MariaDB client error 2006.
+        || has("server has gone away")
     {
         Some("the server went away during the operation; check the server's log and retry")
     } else if let CommandError::NoOutput { .. } = err {
@@ -1247,5 +1253,35 @@ mod tests {
                 .contains("hint: check that the database server is running"),
             "{e}"
         );
+    }
+
+    /// Every way the clients report a connection the server ended gets the same hint.
+    #[test]
+    fn advice_recognises_a_server_that_went_away() {
+        for stderr in [
+            "FATAL:  terminating connection due to administrator command",
+            "pg_dump: error: Dumping the contents of table \"big\" failed: PQgetCopyData() failed.\n\
+             pg_dump: detail: Error message from server: SSL SYSCALL error: EOF detected",
+            "pg_dump: error: SSL connection has been closed unexpectedly",
+            "server closed the connection unexpectedly",
+            "mysqldump: Error 2013: Lost connection to server during query",
+            "mysqldump: Got error: 2006: \"MySQL server has gone away\"",
+        ] {
+            let e = SourceError::from(CommandError::Failed {
+                command: "pg_dump -Fc".into(),
+                status: "exited with status 1".into(),
+                stderr: stderr.into(),
+            });
+            assert!(
+                e.to_string().contains("hint: the server went away"),
+                "{stderr}: {e}"
+            );
+        }
+        let e = SourceError::from(CommandError::Failed {
+            command: "pg_dump -Fc".into(),
+            status: "exited with status 1".into(),
+            stderr: "pg_dump: error: query failed: ERROR:  syntax error".into(),
+        });
+        assert!(!e.to_string().contains("server went away"), "{e}");
     }
 }
