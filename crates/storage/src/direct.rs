@@ -45,14 +45,23 @@ impl DirectWriter {
     /// `stage_bytes` (rounded up to the alignment), with `O_DIRECT` if the filesystem takes it.
     #[must_use]
     pub fn new(file: File, stage_bytes: usize) -> DirectWriter {
+        DirectWriter::with_buffer(file, stage_bytes, Vec::new())
+    }
+
+    /// Like [`DirectWriter::new`], staging in `buf` (grown as needed): for a caller that
+    /// writes many files and keeps one buffer between them (see
+    /// [`DirectWriter::finish_keeping_buffer`]), so that no file pays for fresh memory.
+    #[must_use]
+    pub fn with_buffer(file: File, stage_bytes: usize, mut buf: Vec<u8>) -> DirectWriter {
         let stage = stage_bytes.div_ceil(ALIGN).max(1) * ALIGN;
         let direct = set_direct(&file, true).is_ok();
-        let (buf, start) = if direct {
-            let buf = vec![0u8; stage + ALIGN];
-            let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-            (buf, start)
+        let start = if direct {
+            if buf.len() < stage + ALIGN {
+                buf.resize(stage + ALIGN, 0);
+            }
+            buf.as_ptr().align_offset(ALIGN).min(ALIGN)
         } else {
-            (Vec::new(), 0)
+            0
         };
         DirectWriter {
             file,
@@ -112,7 +121,15 @@ impl DirectWriter {
     ///
     /// # Errors
     /// The write's error.
-    pub fn finish(mut self) -> io::Result<File> {
+    pub fn finish(self) -> io::Result<File> {
+        self.finish_keeping_buffer().map(|(file, _)| file)
+    }
+
+    /// [`DirectWriter::finish`], also handing back the staging buffer for the next file.
+    ///
+    /// # Errors
+    /// The write's error.
+    pub fn finish_keeping_buffer(mut self) -> io::Result<(File, Vec<u8>)> {
         if self.direct {
             self.write_blocks()?;
             self.buffered()?;
@@ -122,7 +139,7 @@ impl DirectWriter {
             .get(self.start..self.start + self.filled)
             .ok_or_else(|| io::Error::other("direct write staging out of bounds"))?;
         self.file.write_all(tail)?;
-        Ok(self.file)
+        Ok((self.file, self.buf))
     }
 
     /// Writes the whole blocks staged and moves the rest (less than a block) to the front.
@@ -257,6 +274,23 @@ mod tests {
         let back = std::fs::read(&path).unwrap();
         assert_eq!(&back[..3], b"abc");
         assert_eq!(&back[3..], &data[..]);
+    }
+
+    #[test]
+    fn a_kept_buffer_stages_the_next_file_without_its_old_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first: Vec<u8> = (0..30_001u32).map(|i| (i % 241) as u8).collect();
+        let second: Vec<u8> = (0..12_289u32).map(|i| (i % 7) as u8 + 100).collect();
+        let mut buf = Vec::new();
+        for (name, data) in [("a", &first), ("b", &second), ("c", &first)] {
+            let path = dir.path().join(name);
+            let mut w = DirectWriter::with_buffer(File::create(&path).unwrap(), 8192, buf);
+            w.write_all(data).unwrap();
+            let (file, kept) = w.finish_keeping_buffer().unwrap();
+            drop(file);
+            buf = kept;
+            assert_eq!(&std::fs::read(&path).unwrap(), data, "{name}");
+        }
     }
 
     proptest! {
