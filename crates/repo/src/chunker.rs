@@ -71,8 +71,9 @@ impl ChunkerParams {
     }
 }
 
-/// Cuts readers into content-defined chunks, reading through a buffer of `2 × max` bytes
-/// (at least 1 MiB) that is reused from one reader to the next.
+/// Cuts readers into content-defined chunks, reading through a buffer of `4 × avg` bytes (at
+/// least 1 MiB; grown up to `max` where a stretch of input has no cut) that is reused from
+/// one reader to the next.
 pub struct Chunker<R> {
     reader: Option<R>,
     params: ChunkerParams,
@@ -125,16 +126,19 @@ impl<R: Read> Chunker<R> {
     }
 
     fn fill(&mut self) -> std::io::Result<()> {
-        // At least 1 MiB: the unread tail (under `max`) is moved to the front on each fill,
-        // which with a buffer of `2 × max` = 128 KiB for dumps copied 0.6 of every byte again.
-        let want = (self.params.max as usize * 2).max(1 << 20);
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
+        // Only the unread tail (less than a chunk: see `next_chunk`) moves to the front.
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        let base = (self.params.avg as usize * 4).max(1 << 20);
+        let max = self.params.max as usize;
+        if self.buf.len() < base {
+            self.buf.resize(base, 0);
+        } else if self.end == self.buf.len() && self.buf.len() < max {
+            // No cut in a full buffer: grow it towards `max`, where a cut is certain.
+            self.buf.resize((self.buf.len() * 2).min(max), 0);
         }
         let Some(reader) = self.reader.as_mut() else {
             self.eof = true;
@@ -156,17 +160,35 @@ impl<R: Read> Chunker<R> {
     /// # Errors
     /// A read error of the underlying reader.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        if self.end - self.start < self.params.max as usize && !self.eof {
-            self.fill()?;
+        loop {
+            let data = &self.buf[self.start..self.end];
+            let len = if data.is_empty() { 0 } else { self.cut(data) };
+            // A cut before the end of what is buffered is where it would be with all of the
+            // input at hand: both hashes only look back. A cut at the end may only mean that
+            // the buffered bytes ran out; then read more, unless there is no more or `max`
+            // bytes are here.
+            let decided =
+                self.eof || data.len() >= self.params.max as usize || (len > 0 && len < data.len());
+            if !decided {
+                self.fill()?;
+                continue;
+            }
+            if data.is_empty() {
+                self.reader = None;
+                return Ok(None);
+            }
+            let len = if len == 0 { data.len() } else { len };
+            let chunk = data[..len].to_vec();
+            self.start += len;
+            return Ok(Some(chunk));
         }
-        let data = &self.buf[self.start..self.end];
-        if data.is_empty() {
-            self.reader = None;
-            return Ok(None);
-        }
+    }
+
+    /// Length of the next chunk of `data` (not empty) by the parameters' cut.
+    fn cut(&self, data: &[u8]) -> usize {
         let p = &self.params;
         let (mask_s, mask_l) = self.masks;
-        let len = if p.line_anchored {
+        if p.line_anchored {
             cut_line_anchored(data, p, &self.gear, self.masks)
         } else {
             fastcdc::v2020::cut_gear(
@@ -182,11 +204,7 @@ impl<R: Read> Chunker<R> {
                 &self.gear_ls,
             )
             .1
-        };
-        let len = if len == 0 { data.len() } else { len };
-        let chunk = data[..len].to_vec();
-        self.start += len;
-        Ok(Some(chunk))
+        }
     }
 }
 
@@ -365,6 +383,68 @@ mod tests {
             out.push(ch);
         }
         out
+    }
+
+    /// A reader that hands out at most a few bytes at a time (sizes cycling through `steps`).
+    struct Trickle<'a> {
+        data: &'a [u8],
+        steps: &'a [usize],
+        n: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let step = self.steps[self.n % self.steps.len()].max(1);
+            self.n += 1;
+            let k = step.min(buf.len()).min(self.data.len());
+            buf[..k].copy_from_slice(&self.data[..k]);
+            self.data = &self.data[k..];
+            Ok(k)
+        }
+    }
+
+    /// Where the cut falls with all of the rest of the input at hand: the chunker's buffer,
+    /// its refills and the reader's read sizes must not move a cut.
+    fn reference_chunks(data: &[u8], p: ChunkerParams) -> Vec<usize> {
+        let c: Chunker<&[u8]> = Chunker::new(p, 42);
+        let mut at = 0;
+        let mut lens = vec![];
+        while at < data.len() {
+            let len = c.cut(&data[at..]);
+            let len = if len == 0 { data.len() - at } else { len };
+            lens.push(len);
+            at += len;
+        }
+        lens
+    }
+
+    #[test]
+    fn cuts_do_not_depend_on_buffering_or_read_sizes() {
+        // Random data with a long run of one byte (no cut: chunks of `max`, and the buffer
+        // must grow to find that out), then text with lines.
+        let mut data = pseudo_random(11 << 20, 3);
+        data[(2 << 20)..(2 << 20) + (17 << 20) / 2].fill(0);
+        data.extend(padded_rows(0..60_000));
+        for p in [ChunkerParams::FILES, ChunkerParams::DUMPS] {
+            let want = reference_chunks(&data, p);
+            assert!(
+                p.line_anchored || want.contains(&(p.max as usize)),
+                "{p:?}: the data must hold a chunk of max size"
+            );
+            for steps in [&[usize::MAX][..], &[1, 4095, 70_000, 3 << 20], &[65_537]] {
+                let mut c = Chunker::new(p, 42);
+                c.reset(Trickle {
+                    data: &data,
+                    steps,
+                    n: 0,
+                });
+                let mut got = vec![];
+                while let Some(ch) = c.next_chunk().unwrap() {
+                    got.push(ch.len());
+                }
+                assert_eq!(got, want, "{p:?}, reads of {steps:?}");
+            }
+        }
     }
 
     #[test]
