@@ -332,7 +332,7 @@ async fn write_file(
             (file, res)
         })
         .await
-        .map_err(|e| RepoError::Invalid(format!("writer failed: {e}")))?;
+        .map_err(writer_failed)?;
         file = f;
         let (len, written) = res?;
         written.map_err(RepoError::io("writing", path))?;
@@ -343,9 +343,14 @@ async fn write_file(
     }
     tokio::task::spawn_blocking(move || file.finish())
         .await
-        .map_err(|e| RepoError::Invalid(format!("writer failed: {e}")))?
+        .map_err(writer_failed)?
         .map_err(RepoError::io("writing", path))?;
     Ok(n)
+}
+
+/// The blocking task that wrote a file's bytes ended without a result (it panicked).
+fn writer_failed(e: tokio::task::JoinError) -> RepoError {
+    RepoError::Invalid(format!("writer failed: {e}"))
 }
 
 async fn write_content(

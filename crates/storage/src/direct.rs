@@ -103,7 +103,7 @@ impl DirectWriter {
             let (now, rest) = data.split_at(n);
             self.buf
                 .get_mut(at..at + n)
-                .ok_or_else(|| io::Error::other("direct write staging out of bounds"))?
+                .ok_or_else(out_of_bounds)?
                 .copy_from_slice(now);
             self.filled += n;
             data = rest;
@@ -137,7 +137,7 @@ impl DirectWriter {
         let tail = self
             .buf
             .get(self.start..self.start + self.filled)
-            .ok_or_else(|| io::Error::other("direct write staging out of bounds"))?;
+            .ok_or_else(out_of_bounds)?;
         self.file.write_all(tail)?;
         Ok((self.file, self.buf))
     }
@@ -150,7 +150,7 @@ impl DirectWriter {
             let part = self
                 .buf
                 .get(self.start + done..self.start + whole)
-                .ok_or_else(|| io::Error::other("direct write staging out of bounds"))?;
+                .ok_or_else(out_of_bounds)?;
             let result = if self.direct {
                 self.file.write(part)
             } else {
@@ -181,6 +181,11 @@ impl DirectWriter {
         self.direct = false;
         set_direct(&self.file, false)
     }
+}
+
+/// A staging range outside the buffer: cannot happen while `start + stage <= buf.len()`.
+fn out_of_bounds() -> io::Error {
+    io::Error::other("direct write staging out of bounds")
 }
 
 #[cfg(target_os = "linux")]
