@@ -227,6 +227,8 @@ pub(crate) fn seconds(s: u64) -> Duration {
 pub struct RepoOpener {
     storage: Arc<dyn Storage>,
     password: Arc<Vec<u8>>,
+    /// The local cache folder (decoded snapshots, the folder cache of media backups).
+    cache_dir: Option<Arc<std::path::Path>>,
 }
 
 impl fmt::Debug for RepoOpener {
@@ -244,7 +246,17 @@ impl RepoOpener {
         RepoOpener {
             storage,
             password: Arc::new(password),
+            cache_dir: None,
         }
+    }
+
+    /// Keeps the repository's local caches under `dir` (see
+    /// [`Repository::use_snapshot_cache`]): an unchanged media folder is then backed up
+    /// again without reading its parent snapshot's trees.
+    #[must_use]
+    pub fn with_cache_dir(mut self, dir: &std::path::Path) -> Self {
+        self.cache_dir = Some(Arc::from(dir));
+        self
     }
 
     /// Where the repository is.
@@ -258,9 +270,11 @@ impl RepoOpener {
     /// # Errors
     /// Not a repository, a wrong password, or a storage failure.
     pub async fn open(&self) -> Result<Arc<Repository>, RepoError> {
-        Ok(Arc::new(
-            Repository::open(Arc::clone(&self.storage), &self.password).await?,
-        ))
+        let mut repo = Repository::open(Arc::clone(&self.storage), &self.password).await?;
+        if let Some(dir) = &self.cache_dir {
+            repo.use_snapshot_cache(dir);
+        }
+        Ok(Arc::new(repo))
     }
 }
 

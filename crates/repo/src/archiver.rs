@@ -17,6 +17,7 @@
 //! snapshot is written. This module must not delete anything.
 
 use std::io::{Read, Seek};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use crate::chunker::{Chunker, ChunkerParams};
 use crate::content;
 use crate::crypto::MasterKey;
 use crate::error::{RepoError, Result};
+use crate::folder_cache::{FolderCache, folder_key};
 use crate::id::Id;
 use crate::index::MasterIndex;
 use crate::lock::LockGuard;
@@ -77,8 +79,14 @@ pub struct BackupOptions {
 enum Event {
     DirStart(Node),
     /// The end of the folder begun last, with its tree in the parent snapshot (id and
-    /// entries) when there is one: an equal tree is not encoded and stored again.
-    DirEnd(Option<(Id, Tree)>),
+    /// entries) when there is one: an equal tree is not encoded and stored again; and its
+    /// path when the folder cache is kept: the folder's key and tree are learned for it.
+    DirEnd {
+        before: Option<(Id, Tree)>,
+        path: Option<Vec<u8>>,
+    },
+    /// Folder keys and trees the walk took from the folder cache (sent once, at the end).
+    CacheHits(Vec<(Id, Id)>),
     FileStart(Node),
     /// The next chunks of the current file, in order (see [`send_chunks`]).
     Chunks(Vec<Vec<u8>>),
@@ -101,11 +109,26 @@ enum Item {
         data: Vec<u8>,
         warning: Option<String>,
     },
+    /// A whole folder whose tree came from the folder cache.
+    Reused(Reused),
+}
+
+/// A folder taken whole from the folder cache: its node (with its tree) and what it holds,
+/// for the summary.
+struct Reused {
+    node: Node,
+    /// Files of some size, and empty ones, in it and its subfolders (symlinks are not files).
+    files_unchanged: u64,
+    files_empty: u64,
+    /// Folders, itself included.
+    dirs: u64,
+    bytes: u64,
 }
 
 /// An [`Item`] after a worker saw it.
 enum Done {
     Leaf(Node),
+    Reused(Reused),
     Small {
         node: Node,
         chunk: Chunk,
@@ -282,17 +305,45 @@ pub async fn backup_paths(
         },
         None => None,
     };
-    let params = repo.config().chunker_files;
+    // The folder cache: kept wherever there is a cache folder, except for a temporary folder
+    // recorded under another name (its path is new each time: the cache would only grow);
+    // used unless every file is to be read.
+    let folder_cache = match (repo.cache_dir(), &opts.source_name) {
+        (Some(dir), None) => {
+            let mut fc = FolderCache::new(dir, repo.config().id, repo.key(), &host, &sources);
+            if !opts.force_read {
+                let key = repo.key().clone();
+                let index_files = repo.index_file_ids();
+                fc = tokio::task::spawn_blocking(move || {
+                    fc.load(&key, &index_files);
+                    fc
+                })
+                .await
+                .map_err(|e| RepoError::Invalid(format!("reading the folder cache: {e}")))?;
+            }
+            Some(fc)
+        }
+        _ => None,
+    };
+    let walk = WalkSetup {
+        parent_root,
+        params: repo.config().chunker_files,
+        record: folder_cache.is_some(),
+        cache: folder_cache
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .map(Arc::new),
+    };
     let r = Arc::clone(repo);
     let progress = opts.progress.clone();
-    let reader = move |tx: mpsc::Sender<Event>| {
-        walk_roots(&r, &abs, parent_root, params, &tx, progress.as_deref())
-    };
+    let reader =
+        move |tx: mpsc::Sender<Event>| walk_roots(&r, &abs, walk, &tx, progress.as_deref());
     let (source, recorded_paths) = match &opts.source_name {
         Some(n) => (n.clone(), vec![n.clone()]),
         None => (sources.join(", "), sources),
     };
-    let mut snap = run(
+    let (mut snap, learned) = run(
         repo,
         lock,
         reader,
@@ -302,10 +353,17 @@ pub async fn backup_paths(
         recorded_paths,
     )
     .await?;
-    snap.1.parent = parent;
-    snap.1.summary.notes = early_warnings;
-    let id = commit(repo, lock, &snap.1).await?;
-    Ok((id, snap.1))
+    snap.parent = parent;
+    snap.summary.notes = early_warnings;
+    let id = commit(repo, lock, &snap).await?;
+    if let Some(fc) = folder_cache {
+        // Written after the snapshot, with the index files that hold every tree it names. A
+        // cache that cannot be written only makes the next backup slower.
+        let key = repo.key().clone();
+        let index_files = repo.index_file_ids();
+        let _ = tokio::task::spawn_blocking(move || fc.store(&key, learned, &index_files)).await;
+    }
+    Ok((id, snap))
 }
 
 /// Backs up a stream (e.g. a database dump) as a snapshot holding one file named `name`.
@@ -387,7 +445,7 @@ pub async fn backup_stream_with(
             },
         )
     };
-    let (_, mut snap) = run(
+    let (mut snap, _) = run(
         repo,
         lock,
         reader,
@@ -447,6 +505,7 @@ fn process_chunk(ctx: &Ctx, data: &[u8]) -> Chunk {
 fn process_item(ctx: &Ctx, item: Item) -> Done {
     match item {
         Item::Leaf(node) => Done::Leaf(node),
+        Item::Reused(r) => Done::Reused(r),
         Item::Small {
             node,
             data,
@@ -509,6 +568,19 @@ fn count_leaf(summary: &mut Summary, progress: Option<&Progress>, node: &Node) {
     }
 }
 
+fn count_reused(summary: &mut Summary, progress: Option<&Progress>, r: &Reused) {
+    summary.dirs += r.dirs;
+    summary.files += r.files_unchanged + r.files_empty;
+    summary.files_unchanged += r.files_unchanged;
+    summary.files_read += r.files_empty;
+    summary.total_bytes += r.bytes;
+    if let Some(p) = progress {
+        p.files
+            .fetch_add(r.files_unchanged + r.files_empty, Ordering::Relaxed);
+        p.bytes_skipped.fetch_add(r.bytes, Ordering::Relaxed);
+    }
+}
+
 async fn run<F>(
     repo: &Arc<Repository>,
     lock: &LockGuard,
@@ -517,7 +589,7 @@ async fn run<F>(
     kind: SnapshotKind,
     source: String,
     paths: Vec<String>,
-) -> Result<(Id, Snapshot)>
+) -> Result<(Snapshot, Vec<(Id, Id)>)>
 where
     F: FnOnce(mpsc::Sender<Event>) -> Result<()> + Send + 'static,
 {
@@ -578,6 +650,7 @@ where
         tree: Tree::default(),
     }];
     let mut file: Option<Node> = None;
+    let mut learned: Vec<(Id, Id)> = Vec::new();
     let progress = opts.progress.clone();
     let assemble = async {
         let mut seen = 0u64;
@@ -625,6 +698,10 @@ where
                                 count_leaf(&mut summary, progress.as_deref(), &node);
                                 push_node(&mut stack, node)?;
                             }
+                            Done::Reused(r) => {
+                                count_reused(&mut summary, progress.as_deref(), &r);
+                                push_node(&mut stack, r.node)?;
+                            }
                             Done::Small {
                                 mut node,
                                 chunk,
@@ -647,16 +724,25 @@ where
                         tree: Tree::default(),
                     });
                 }
-                Processed::Event(Event::DirEnd(before)) => {
+                Processed::Event(Event::DirEnd { before, path }) => {
                     let frame = stack
                         .pop()
                         .ok_or_else(|| RepoError::Invalid("unbalanced directories".into()))?;
                     let mut node = frame
                         .node
                         .ok_or_else(|| RepoError::Invalid("unbalanced directories".into()))?;
-                    node.subtree = Some(save_tree(&mut packer, frame.tree, before).await?);
+                    let mut tree = frame.tree;
+                    tree.sort();
+                    tree.nodes.dedup_by(|b, a| a.name == b.name);
+                    let key = path.map(|p| folder_key(repo.key(), &p, &tree.nodes));
+                    let id = save_tree(&mut packer, tree, before).await?;
+                    if let Some(key) = key {
+                        learned.push((key, id));
+                    }
+                    node.subtree = Some(id);
                     push_node(&mut stack, node)?;
                 }
+                Processed::Event(Event::CacheHits(hits)) => learned.extend(hits),
                 Processed::Event(Event::Warning(w)) => summary.warnings.push(w),
                 Processed::Event(Event::Chunks(_) | Event::Batch(_)) => {}
             }
@@ -696,7 +782,7 @@ where
         program: format!("strongroom {}", env!("CARGO_PKG_VERSION")),
         meta: opts.meta.clone(),
     };
-    Ok((Id::default(), snap))
+    Ok((snap, learned))
 }
 
 fn push_node(stack: &mut [Frame], node: Node) -> Result<()> {
@@ -729,6 +815,11 @@ async fn save_tree(
     packer.add_plain(BlobType::Tree, bytes).await
 }
 
+fn path_bytes(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
 fn name_bytes(p: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     p.file_name()
@@ -742,6 +833,73 @@ type PendingTree = tokio::task::JoinHandle<Result<(Id, Tree)>>;
 /// Parent trees of subfolders loaded ahead of the walk, per folder.
 const TREE_PREFETCH: usize = 4;
 
+/// Folder listings looked at ahead of the walk, on the blocking pool, in the folder cache's
+/// walk: looking at a million files is most of an unchanged tree's backup, and this spreads it
+/// over the cores.
+const SCAN_PREFETCH: usize = 4;
+
+/// What a folder walk starts from.
+struct WalkSetup {
+    /// The parent snapshot's root tree.
+    parent_root: Option<Tree>,
+    params: ChunkerParams,
+    /// Send folder paths, so that the assembler learns each folder's key and tree.
+    record: bool,
+    /// The folder cache, when it has entries to use.
+    cache: Option<Arc<FolderCache>>,
+}
+
+/// A folder of the folder cache's walk: entered, but perhaps not begun for the assembler.
+struct CacheFrame {
+    /// Its name in its parent's tree.
+    name: Vec<u8>,
+    /// Its node (no tree yet).
+    node: Node,
+    /// Whether its `DirStart` was sent.
+    started: bool,
+    /// Its tree in the parent snapshot: `None` until looked up.
+    old: Option<Option<(Id, Tree)>>,
+}
+
+/// A folder listed and looked at: its entries sorted by name, or why it could not be listed.
+struct Scan {
+    entries: std::io::Result<Vec<(Vec<u8>, std::io::Result<std::fs::Metadata>)>>,
+    /// Entries that could not be listed.
+    errors: Vec<std::io::Error>,
+}
+
+/// Lists a folder and looks at each entry (without following symlinks), through the open
+/// folder (`statx` relative to it).
+fn scan_folder(path: &Path) -> Scan {
+    use std::os::unix::ffi::OsStrExt;
+    let mut errors = Vec::new();
+    let entries = std::fs::read_dir(path).map(|rd| {
+        let mut v = Vec::new();
+        for e in rd {
+            match e {
+                Ok(e) => v.push((e.file_name().as_bytes().to_vec(), e.metadata())),
+                Err(e) => errors.push(e),
+            }
+        }
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    });
+    Scan { entries, errors }
+}
+
+/// What became of a folder in the folder cache's walk.
+enum Outcome {
+    /// Its tree came from the cache; nothing was sent.
+    Resolved(Box<Reused>),
+    /// It was begun and ended for the assembler.
+    Emitted,
+    /// It could not be listed (a warning was sent); it is not in the snapshot.
+    Skipped,
+}
+
+/// A folder scan running on the blocking pool.
+type PendingScan = tokio::task::JoinHandle<Scan>;
+
 struct Walker<'a> {
     repo: &'a Repository,
     shared: Arc<Repository>,
@@ -754,16 +912,33 @@ struct Walker<'a> {
     /// Entries not sent yet, and the bytes of file content among them.
     batch: Vec<Item>,
     batch_bytes: usize,
+    /// See [`WalkSetup::record`].
+    record: bool,
+    /// See [`WalkSetup::cache`].
+    cache: Option<Arc<FolderCache>>,
+    /// The parent snapshot's root tree (the folder cache's walk looks trees up lazily).
+    parent_root: Option<Tree>,
+    /// The folders the folder cache's walk is in, outermost first.
+    frames: Vec<CacheFrame>,
+    /// Folder keys and trees taken from the cache.
+    hits: Vec<(Id, Id)>,
 }
 
 fn walk_roots(
     repo: &Arc<Repository>,
     roots: &[PathBuf],
-    parent_root: Option<Tree>,
-    params: ChunkerParams,
+    setup: WalkSetup,
     tx: &mpsc::Sender<Event>,
     progress: Option<&Progress>,
 ) -> Result<()> {
+    let WalkSetup {
+        parent_root,
+        params,
+        record,
+        cache,
+    } = setup;
+    // The folder cache's walk looks the parent's trees up lazily, from its root.
+    let lazy_root = cache.as_ref().and(parent_root.clone());
     let mut w = Walker {
         repo,
         shared: Arc::clone(repo),
@@ -774,6 +949,11 @@ fn walk_roots(
         small_max: u64::from(params.min),
         batch: Vec::new(),
         batch_bytes: 0,
+        record,
+        cache,
+        parent_root: lazy_root,
+        frames: Vec::new(),
+        hits: Vec::new(),
     };
     let mut used: Vec<Vec<u8>> = Vec::new();
     for root in roots {
@@ -785,9 +965,22 @@ fn walk_roots(
             n += 1;
         }
         used.push(name.clone());
-        let parent_node = parent_root.as_ref().and_then(|t| find(t, &name)).cloned();
         let md = std::fs::symlink_metadata(root);
+        if w.cache.is_some()
+            && let Ok(md) = &md
+            && md.is_dir()
+        {
+            if let Outcome::Resolved(r) = w.folder(root, name, md, Ok(scan_folder(root)))? {
+                w.push_item(Item::Reused(*r))?;
+            }
+            continue;
+        }
+        let parent_node = parent_root.as_ref().and_then(|t| find(t, &name)).cloned();
         w.entry(root, name, md, parent_node.as_ref(), None)?;
+    }
+    if !w.hits.is_empty() {
+        let hits = std::mem::take(&mut w.hits);
+        w.emit(Event::CacheHits(hits))?;
     }
     w.flush()
 }
@@ -957,7 +1150,222 @@ impl Walker<'_> {
             let pn = parent_tree.as_ref().and_then(|(_, t)| find(t, &n));
             self.entry(&e.path(), n, e.metadata(), pn, prefetched)?;
         }
-        self.emit(Event::DirEnd(parent_tree))
+        let path = self.record.then(|| path_bytes(path));
+        self.emit(Event::DirEnd {
+            before: parent_tree,
+            path,
+        })
+    }
+
+    /// A folder in the folder cache's walk: its subfolders first (their trees are part of its
+    /// key), then, when its key is in the cache with a tree the index holds, that tree, and
+    /// nothing is sent; otherwise it is begun (with the folders around it) and its entries go
+    /// as in [`Walker::dir`], against its tree in the parent snapshot, looked up only then.
+    fn folder(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        md: &std::fs::Metadata,
+        scan: std::result::Result<Scan, tokio::task::JoinError>,
+    ) -> Result<Outcome> {
+        let mut node = meta_node(name.clone(), NodeKind::Dir, md);
+        node.size = 0;
+        self.frames.push(CacheFrame {
+            name,
+            node,
+            started: false,
+            old: None,
+        });
+        let out = self.folder_entries(path, scan);
+        self.frames.pop();
+        out
+    }
+
+    fn folder_entries(
+        &mut self,
+        path: &Path,
+        scan: std::result::Result<Scan, tokio::task::JoinError>,
+    ) -> Result<Outcome> {
+        let scan = scan.unwrap_or_else(|e| Scan {
+            entries: Err(std::io::Error::other(e.to_string())),
+            errors: Vec::new(),
+        });
+        let entries = match scan.entries {
+            Ok(v) => v,
+            Err(e) => {
+                self.warn(format!(
+                    "{}: skipped directory, cannot list it: {e}",
+                    path.display()
+                ))?;
+                return Ok(Outcome::Skipped);
+            }
+        };
+        // Anything to warn about, or any special file, is for the usual path to report.
+        let mut whole = scan.errors.is_empty()
+            && entries.iter().all(|(_, md)| {
+                md.as_ref().is_ok_and(|m| {
+                    let t = m.file_type();
+                    t.is_file() || t.is_dir() || t.is_symlink()
+                })
+            });
+        // Subfolders, their listings looked at a few ahead on the blocking pool.
+        let subfolders: Vec<usize> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, md))| md.as_ref().is_ok_and(std::fs::Metadata::is_dir))
+            .map(|(i, _)| i)
+            .collect();
+        let mut to_scan = subfolders.iter().copied().peekable();
+        let mut scanning: std::collections::VecDeque<(usize, PendingScan)> =
+            std::collections::VecDeque::new();
+        let mut done: Vec<(usize, Outcome)> = Vec::with_capacity(subfolders.len());
+        for &i in &subfolders {
+            while scanning.len() < SCAN_PREFETCH
+                && let Some(j) = to_scan.next()
+            {
+                let p = path.join(std::ffi::OsStr::from_bytes(&entries[j].0));
+                scanning.push_back((j, self.handle.spawn_blocking(move || scan_folder(&p))));
+            }
+            let scan = match scanning.pop_front() {
+                Some((j, pending)) if j == i => self.handle.block_on(pending),
+                _ => return Err(RepoError::Invalid("folder scans out of order".into())),
+            };
+            let (name, md) = &entries[i];
+            let Ok(md) = md else { continue };
+            let sub = path.join(std::ffi::OsStr::from_bytes(name));
+            let outcome = self.folder(&sub, name.clone(), md, scan)?;
+            whole &= matches!(outcome, Outcome::Resolved(_));
+            done.push((i, outcome));
+        }
+        if whole && let Some(r) = self.folder_from_cache(path, &entries, &done) {
+            return Ok(Outcome::Resolved(Box::new(r)));
+        }
+        // Not in the cache: this folder is sent, against its tree in the parent snapshot.
+        self.start_frames()?;
+        for (_, outcome) in done {
+            if let Outcome::Resolved(r) = outcome {
+                self.push_item(Item::Reused(*r))?;
+            }
+        }
+        let old = self.old_tree();
+        for (name, md) in entries {
+            if md.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
+                continue;
+            }
+            let p = path.join(std::ffi::OsStr::from_bytes(&name));
+            let pn = old.as_ref().and_then(|(_, t)| find(t, &name));
+            self.entry(&p, name, md, pn, None)?;
+        }
+        let path = self.record.then(|| path_bytes(path));
+        self.emit(Event::DirEnd { before: old, path })?;
+        Ok(Outcome::Emitted)
+    }
+
+    /// The innermost folder's tree from the cache, when its key (from `entries` and the
+    /// subfolders `done`, all resolved) is there and the index holds the tree.
+    fn folder_from_cache(
+        &mut self,
+        path: &Path,
+        entries: &[(Vec<u8>, std::io::Result<std::fs::Metadata>)],
+        done: &[(usize, Outcome)],
+    ) -> Option<Reused> {
+        let cache = self.cache.as_ref()?;
+        let frame = self.frames.last()?;
+        let mut nodes = Vec::with_capacity(entries.len());
+        let mut r = Reused {
+            node: frame.node.clone(),
+            files_unchanged: 0,
+            files_empty: 0,
+            dirs: 1,
+            bytes: 0,
+        };
+        let mut subs = done.iter();
+        for (i, (name, md)) in entries.iter().enumerate() {
+            let md = md.as_ref().ok()?;
+            let t = md.file_type();
+            if t.is_dir() {
+                let Some((j, Outcome::Resolved(sub))) = subs.next() else {
+                    return None;
+                };
+                if *j != i {
+                    return None;
+                }
+                r.dirs += sub.dirs;
+                r.files_unchanged += sub.files_unchanged;
+                r.files_empty += sub.files_empty;
+                r.bytes += sub.bytes;
+                nodes.push(sub.node.clone());
+                continue;
+            }
+            let mut n = meta_node(name.clone(), NodeKind::File, md);
+            if t.is_symlink() {
+                use std::os::unix::ffi::OsStrExt;
+                let p = path.join(std::ffi::OsStr::from_bytes(name));
+                n.kind = NodeKind::Symlink;
+                n.target = Some(std::fs::read_link(p).ok()?.as_os_str().as_bytes().to_vec());
+                n.size = 0;
+            } else if n.size > 0 {
+                r.files_unchanged += 1;
+            } else {
+                r.files_empty += 1;
+            }
+            r.bytes += n.size;
+            nodes.push(n);
+        }
+        let key = folder_key(self.repo.key(), &path_bytes(path), &nodes);
+        let tree = cache.get(&key)?;
+        if !self.repo.index_read().contains(&tree) {
+            return None;
+        }
+        self.hits.push((key, tree));
+        r.node.subtree = Some(tree);
+        Some(r)
+    }
+
+    /// Begins, for the assembler, the folders of the folder cache's walk not begun yet,
+    /// outermost first: something in the innermost is about to be sent.
+    fn start_frames(&mut self) -> Result<()> {
+        for i in 0..self.frames.len() {
+            if !self.frames[i].started {
+                self.frames[i].started = true;
+                let node = self.frames[i].node.clone();
+                self.emit(Event::DirStart(node))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The innermost folder's tree in the parent snapshot, taken (it is looked up, with those
+    /// of the folders around it not looked up yet, from the parent's root tree).
+    fn old_tree(&mut self) -> Option<(Id, Tree)> {
+        for i in 0..self.frames.len() {
+            if self.frames[i].old.is_some() {
+                continue;
+            }
+            let id = {
+                let around = match i {
+                    0 => self.parent_root.as_ref(),
+                    _ => self.frames[i - 1]
+                        .old
+                        .as_ref()
+                        .and_then(Option::as_ref)
+                        .map(|(_, t)| t),
+                };
+                around
+                    .and_then(|t| find(t, &self.frames[i].name))
+                    .filter(|p| p.kind == NodeKind::Dir)
+                    .and_then(|p| p.subtree)
+            };
+            // A parent tree that cannot be read only costs speed: its files are read again.
+            let old = id.and_then(|id| {
+                self.handle
+                    .block_on(self.repo.load_tree(&id))
+                    .ok()
+                    .map(|t| (id, t))
+            });
+            self.frames[i].old = Some(old);
+        }
+        self.frames.last_mut().and_then(|f| f.old.take()).flatten()
     }
 
     /// Whether every blob of an earlier snapshot's file node is in the index, so the node can

@@ -45,6 +45,8 @@ pub enum ObjectType {
     Lock = 7,
     /// A file of the local cache (not in the repository; see `snapshot_cache`).
     LocalCache = 8,
+    /// The local folder cache (not in the repository; see `folder_cache`).
+    LocalFolderCache = 9,
 }
 
 /// Errors from sealing, opening and key handling.
@@ -174,6 +176,13 @@ impl MasterKey {
     #[must_use]
     pub fn blob_id(&self, plaintext: &[u8]) -> Id {
         Id(*blake3::keyed_hash(&self.mac, plaintext).as_bytes())
+    }
+
+    /// A BLAKE3 hasher keyed like [`MasterKey::blob_id`], for keys that only this repository's
+    /// key can make (e.g. the local folder cache's).
+    #[must_use]
+    pub fn id_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.mac)
     }
 
     /// Encrypts `plaintext` as an object of `kind` named `id`.

@@ -91,56 +91,74 @@ impl IndexFile {
     /// # Errors
     /// [`IndexError`] when it fails to authenticate or decode.
     pub fn open(key: &MasterKey, id: &Id, sealed: &[u8]) -> Result<IndexFile, IndexError> {
-        let compressed = key
-            .open(ObjectType::Index, id, sealed)
-            .map_err(|_| IndexError::Authentication)?;
-        let p = zstd::stream::decode_all(compressed.as_slice())
-            .map_err(|e| IndexError::Damaged(format!("decompression: {e}")))?;
-        let mut r = Reader { b: &p, at: 0 };
-        if r.take(4)? != MAGIC || r.u8()? != 1 {
-            return Err(IndexError::Damaged("unknown index format".into()));
-        }
-        let ns = r.u32()? as usize;
-        let mut supersedes = Vec::with_capacity(ns.min(1 << 16));
-        for _ in 0..ns {
-            supersedes.push(r.id()?);
-        }
-        let np = r.u32()? as usize;
-        let mut packs = Vec::with_capacity(np.min(1 << 16));
-        for _ in 0..np {
-            let pid = r.id()?;
-            let size = u64::from_le_bytes(r.array()?);
-            let nb = r.u32()? as usize;
-            let mut blobs = Vec::with_capacity(nb.min(1 << 16));
-            for _ in 0..nb {
-                let e = r.take(ENTRY_LEN)?;
-                let blob_type = BlobType::from_u8(e[0])
-                    .ok_or_else(|| IndexError::Damaged("unknown blob type".into()))?;
-                let compression = Compression::from_u8(e[1])
-                    .ok_or_else(|| IndexError::Damaged("unknown compression".into()))?;
-                let f = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&e[14..46]);
-                blobs.push(PackEntry {
-                    id: Id(id),
-                    blob_type,
-                    compression,
-                    offset: f(2),
-                    stored_len: f(6),
-                    raw_len: f(10),
-                });
-            }
+        let p = open_plain(key, id, sealed.to_vec())?;
+        let mut packs = Vec::new();
+        let supersedes = parse(&p, |pid, size, blobs| {
             packs.push(IndexPack {
                 id: pid,
                 size,
-                blobs,
+                blobs: blobs.to_vec(),
             });
-        }
-        if r.at != p.len() {
-            return Err(IndexError::Damaged("trailing bytes".into()));
-        }
+        })?;
         Ok(IndexFile { supersedes, packs })
     }
+}
+
+/// The plaintext of a sealed index file: authenticated, then decompressed (the compressed
+/// bytes are freed before the caller decodes).
+fn open_plain(key: &MasterKey, id: &Id, sealed: Vec<u8>) -> Result<Vec<u8>, IndexError> {
+    let compressed = key
+        .open_vec(ObjectType::Index, id, sealed)
+        .map_err(|_| IndexError::Authentication)?;
+    zstd::stream::decode_all(compressed.as_slice())
+        .map_err(|e| IndexError::Damaged(format!("decompression: {e}")))
+}
+
+/// Decodes an index file's plaintext, handing each pack (id, size, blobs) to `visit` as it is
+/// decoded; returns the index files it supersedes. A damaged file may have had packs visited
+/// before the error: check it first (see [`IndexBuilder::add_sealed`]).
+fn parse(p: &[u8], mut visit: impl FnMut(Id, u64, &[PackEntry])) -> Result<Vec<Id>, IndexError> {
+    let mut r = Reader { b: p, at: 0 };
+    if r.take(4)? != MAGIC || r.u8()? != 1 {
+        return Err(IndexError::Damaged("unknown index format".into()));
+    }
+    let ns = r.u32()? as usize;
+    let mut supersedes = Vec::with_capacity(ns.min(1 << 16));
+    for _ in 0..ns {
+        supersedes.push(r.id()?);
+    }
+    let np = r.u32()? as usize;
+    let mut blobs = Vec::new();
+    for _ in 0..np {
+        let pid = r.id()?;
+        let size = u64::from_le_bytes(r.array()?);
+        let nb = r.u32()? as usize;
+        blobs.clear();
+        blobs.reserve(nb.min(1 << 16));
+        for _ in 0..nb {
+            let e = r.take(ENTRY_LEN)?;
+            let blob_type = BlobType::from_u8(e[0])
+                .ok_or_else(|| IndexError::Damaged("unknown blob type".into()))?;
+            let compression = Compression::from_u8(e[1])
+                .ok_or_else(|| IndexError::Damaged("unknown compression".into()))?;
+            let f = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&e[14..46]);
+            blobs.push(PackEntry {
+                id: Id(id),
+                blob_type,
+                compression,
+                offset: f(2),
+                stored_len: f(6),
+                raw_len: f(10),
+            });
+        }
+        visit(pid, size, &blobs);
+    }
+    if r.at != p.len() {
+        return Err(IndexError::Damaged("trailing bytes".into()));
+    }
+    Ok(supersedes)
 }
 
 fn put_u32(v: &mut Vec<u8>, n: usize) {
@@ -255,6 +273,77 @@ impl Slot {
     }
 }
 
+/// Builds a [`MasterIndex`] from whole index files (loading them all): every location is
+/// collected, then sorted once, instead of being looked up and merged as it comes (which was
+/// most of loading a million blobs' index). The first location of a blob wins, as with
+/// [`MasterIndex::add_pack`].
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    index: MasterIndex,
+    pending: Vec<Slot>,
+}
+
+impl IndexBuilder {
+    /// Adds every pack and blob of an index file.
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for p in &file.packs {
+            self.add_pack(p.id, p.size, &p.blobs);
+        }
+    }
+
+    /// Opens the sealed index file `id` and adds its packs and blobs as they are decoded,
+    /// never holding the whole decoded file (loading a million blobs' index peaked at the
+    /// sealed, compressed and plain bytes, the decoded file and the table at once). A file
+    /// that fails to open or decode adds nothing.
+    ///
+    /// # Errors
+    /// [`IndexError`] when it fails to authenticate or decode.
+    pub fn add_sealed(
+        &mut self,
+        key: &MasterKey,
+        id: &Id,
+        sealed: Vec<u8>,
+    ) -> Result<(), IndexError> {
+        let p = open_plain(key, id, sealed)?;
+        let mut blobs = 0usize;
+        parse(&p, |_, _, b| blobs += b.len())?;
+        self.pending.reserve_exact(blobs);
+        parse(&p, |pid, size, b| self.add_pack(pid, size, b))?;
+        Ok(())
+    }
+
+    fn add_pack(&mut self, id: Id, size: u64, blobs: &[PackEntry]) {
+        let pos = self.index.pack_position(id, size);
+        for e in blobs {
+            match Slot::new(pos, e) {
+                Some(slot) => self.pending.push(slot),
+                None => {
+                    self.index.recent.entry(e.id).or_insert((pos, *e));
+                }
+            }
+        }
+    }
+
+    /// The index.
+    #[must_use]
+    pub fn finish(self) -> MasterIndex {
+        let IndexBuilder { mut index, pending } = self;
+        let mut sorted = pending;
+        // Packs get their positions in the order they are first added: among the locations
+        // of one blob, the lowest position is the first added.
+        sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pos().cmp(&b.pos())));
+        sorted.dedup_by(|later, first| later.id == first.id);
+        if !index.recent.is_empty() {
+            sorted.retain(|s| !index.recent.contains_key(&Id(s.id)));
+        }
+        sorted.shrink_to_fit();
+        index.sorted = sorted;
+        index.recent.shrink_to_fit();
+        index.rebuild_buckets();
+        index
+    }
+}
+
 /// All index files merged: blob id → location, and the packs that are indexed.
 ///
 /// Compact, because a large repository's index must fit a small machine: the bulk lives in
@@ -291,12 +380,17 @@ impl MasterIndex {
         }
     }
 
-    /// Adds one pack.
-    pub fn add_pack(&mut self, id: Id, size: u64, blobs: &[PackEntry]) {
-        let pos = *self.pack_pos.entry(id).or_insert_with(|| {
+    /// The position of a pack, added to the list of packs when new.
+    fn pack_position(&mut self, id: Id, size: u64) -> u32 {
+        *self.pack_pos.entry(id).or_insert_with(|| {
             self.packs.push((id, size));
             u32::try_from(self.packs.len() - 1).unwrap_or(u32::MAX)
-        });
+        })
+    }
+
+    /// Adds one pack.
+    pub fn add_pack(&mut self, id: Id, size: u64, blobs: &[PackEntry]) {
+        let pos = self.pack_position(id, size);
         for e in blobs {
             if self.find_sorted(&e.id).is_none() {
                 self.recent.entry(e.id).or_insert((pos, *e));
@@ -561,5 +655,71 @@ mod tests {
         check(&m);
         assert!(m.sorted.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(std::mem::size_of::<Slot>(), 47);
+    }
+
+    /// Index files loaded at once give the index that adding their packs one by one gives:
+    /// every blob at its first location, the over-long one too, absent ids absent.
+    #[test]
+    fn an_index_built_from_whole_files_is_the_one_built_pack_by_pack() {
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut files = Vec::new();
+        let mut earlier: Vec<PackEntry> = Vec::new();
+        for f in 0..6u32 {
+            let mut file = IndexFile::default();
+            for p in 0..8u32 {
+                let mut blobs: Vec<PackEntry> = (0..700)
+                    .map(|i| random_entry(&mut rng, (f * 8 + p) * 1000 + i))
+                    .collect();
+                // Blobs of earlier packs again, elsewhere: the first location must win.
+                blobs.extend(
+                    earlier
+                        .iter()
+                        .rev()
+                        .take(30)
+                        .map(|e| PackEntry { offset: 9, ..*e }),
+                );
+                if f == 3 && p == 2 {
+                    let mut huge = random_entry(&mut rng, 5);
+                    huge.raw_len = SLOT_RAW_LIMIT + 1;
+                    blobs.push(huge);
+                }
+                earlier.extend(blobs.iter().take(700).copied());
+                file.packs.push(IndexPack {
+                    id: Id::random(),
+                    size: 1 << 24,
+                    blobs,
+                });
+            }
+            // The same pack in two files (as after an interrupted prune).
+            if f == 4 {
+                let again = files
+                    .first()
+                    .map(|f: &IndexFile| f.packs[0].clone())
+                    .unwrap();
+                file.packs.push(again);
+            }
+            files.push(file);
+        }
+        let mut one_by_one = MasterIndex::default();
+        let mut builder = IndexBuilder::default();
+        for f in &files {
+            one_by_one.add_file(f);
+            builder.add_file(f);
+        }
+        one_by_one.compact();
+        let built = builder.finish();
+        assert_eq!(built.blob_count(), one_by_one.blob_count());
+        assert!(built.blob_count() > 6 * 8 * 700 - 1);
+        for l in one_by_one.iter() {
+            assert_eq!(built.get(&l.entry.id), Some(l), "{:?}", l.entry.id);
+        }
+        let mut r = 7u64;
+        for _ in 0..1000 {
+            let e = random_entry(&mut r, 1);
+            assert_eq!(built.contains(&e.id), one_by_one.contains(&e.id));
+        }
+        assert_eq!(built.recent.len(), 1, "only the over-long blob in the map");
+        assert!(built.sorted.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(built.packs, one_by_one.packs);
     }
 }

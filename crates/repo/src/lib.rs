@@ -19,6 +19,7 @@ pub mod content;
 pub mod crypto;
 pub mod error;
 pub mod export;
+pub mod folder_cache;
 pub mod id;
 pub mod index;
 pub mod lock;

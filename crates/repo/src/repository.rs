@@ -343,20 +343,35 @@ impl Repository {
             .await
             .map_err(RepoError::storage("listing index files"))?;
         let mut warnings = Vec::new();
-        let mut index = MasterIndex::default();
+        let mut index = crate::index::IndexBuilder::default();
         let mut ids = Vec::new();
         for f in files {
-            match self.read_index_file(&f.name).await {
-                Ok((id, file)) => {
-                    index.add_file(&file);
-                    ids.push(id);
+            let name = &f.name;
+            let damaged = |what: &str, detail: String| {
+                RepoError::Corrupt {
+                    what: format!("index file {what}"),
+                    detail,
                 }
-                Err(e @ RepoError::Corrupt { .. }) => warnings.push(e.to_string()),
-                Err(e) => return Err(e),
+                .to_string()
+            };
+            let id = match Id::from_hex(name) {
+                Ok(id) => id,
+                Err(e) => {
+                    warnings.push(damaged(name, e.to_string()));
+                    continue;
+                }
+            };
+            let sealed = self
+                .storage
+                .read(Kind::Index, name)
+                .await
+                .map_err(RepoError::storage(format!("reading index file {name}")))?;
+            match index.add_sealed(&self.key, &id, Vec::from(sealed)) {
+                Ok(()) => ids.push(id),
+                Err(e) => warnings.push(damaged(&id.short(), e.to_string())),
             }
         }
-        index.compact();
-        *self.index_write() = index;
+        *self.index_write() = index.finish();
         if let Ok(mut v) = self.index_files.write() {
             *v = ids;
         }
@@ -589,6 +604,13 @@ impl Repository {
     /// snapshot files it has not seen before.
     pub fn use_snapshot_cache(&mut self, dir: &std::path::Path) {
         self.snapshot_cache = Some(SnapshotCache::new(dir, self.config.id));
+    }
+
+    /// The local cache folder given to [`Repository::use_snapshot_cache`], if any (backups
+    /// keep their folder cache there too).
+    #[must_use]
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.snapshot_cache.as_ref().map(SnapshotCache::root)
     }
 
     /// Lists the snapshots that can be read, sorted by time, and warnings for those that

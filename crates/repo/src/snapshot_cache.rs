@@ -63,6 +63,12 @@ impl SnapshotCache {
         &self.path
     }
 
+    /// The cache folder (shared by every repository's cache files).
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The cached snapshots, in the order they were stored. A missing, unreadable, damaged or
     /// foreign file is an empty cache (it is rebuilt from the repository), never an error.
     #[must_use]
@@ -115,28 +121,43 @@ impl SnapshotCache {
     pub fn store(&self, key: &MasterKey, snapshots: &[(Id, Snapshot)]) -> std::io::Result<()> {
         let plain = self.encode(snapshots);
         let sealed = key.seal(ObjectType::LocalCache, &self.repo_id, &plain);
-        let dir = self.path.parent().unwrap_or(&self.root);
-        create_private_dir(dir)?;
         let tag = self.root.join("CACHEDIR.TAG");
         if !tag.exists() {
             // Best effort: the tag only helps other tools skip the folder.
+            create_private_dir(&self.root)?;
             let _ = std::fs::write(&tag, CACHEDIR_TAG);
         }
-        let tmp = dir.join(format!(
-            ".{FILE_NAME}.{}.{}.tmp",
-            std::process::id(),
-            Id::random().short()
-        ));
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&sealed)?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+        replace_file(&self.path, &sealed)
     }
+}
+
+/// Replaces the file at `path` with `bytes`: written to a temporary file beside it (its
+/// folder created, private, where missing), then renamed over it, so a reader sees the old
+/// file or the new one, never half of one.
+///
+/// # Errors
+/// When the folder or the file cannot be written.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_private_dir(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        Id::random().short()
+    ));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Little-endian fields, strings as a `u32` length and UTF-8.

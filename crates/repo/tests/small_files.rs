@@ -7,43 +7,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{Meta, XorShift, assert_same, memory_repo, scan, tempdir};
-use strongroom_repo::archiver::{self, BackupOptions};
+use common::{XorShift, assert_restores, memory_repo, scan, tempdir};
 use strongroom_repo::chunker::ChunkerParams;
-use strongroom_repo::restorer::{self, RestoreOptions};
-use strongroom_repo::{Repository, Snapshot, lock};
+use strongroom_repo::{Repository, Snapshot};
 
 async fn backup(repo: &Arc<Repository>, path: &Path) -> Snapshot {
-    let guard = lock::lock(repo, false, "test").await.unwrap();
-    let (_, snap) = archiver::backup_paths(
-        repo,
-        &guard,
-        &[path.to_path_buf()],
-        BackupOptions::default(),
-    )
-    .await
-    .unwrap();
-    guard.release().await.unwrap();
-    snap
-}
-
-/// Restores the snapshot into a fresh folder and asserts its `src` equals `expected`.
-async fn assert_restores(
-    repo: &Repository,
-    snap: &Snapshot,
-    expected: &BTreeMap<Vec<u8>, Meta>,
-    what: &str,
-) {
-    let target = tempdir();
-    let stats = restorer::restore_to_dir(repo, snap, target.path(), &RestoreOptions::default())
-        .await
-        .unwrap();
-    assert!(stats.failures.is_empty(), "{what}: {:?}", stats.failures);
-    assert_same(expected, &scan(&target.path().join("src")), what);
+    common::backup_folder(repo, path).await.1
 }
 
 /// Regular files under `dir` of size zero.

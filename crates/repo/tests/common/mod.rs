@@ -270,3 +270,41 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn join(base: &Path, name: &[u8]) -> PathBuf {
     base.join(std::ffi::OsStr::from_bytes(name))
 }
+
+/// Restores the folder snapshot `snap` into a fresh folder and asserts that its `src` equals
+/// `expected` (a [`scan`] of the tree backed up).
+pub async fn assert_restores(
+    repo: &Repository,
+    snap: &strongroom_repo::Snapshot,
+    expected: &BTreeMap<Vec<u8>, Meta>,
+    what: &str,
+) {
+    use strongroom_repo::restorer::{self, RestoreOptions};
+    let target = tempdir();
+    let stats = restorer::restore_to_dir(repo, snap, target.path(), &RestoreOptions::default())
+        .await
+        .unwrap();
+    assert!(stats.failures.is_empty(), "{what}: {:?}", stats.failures);
+    assert_same(expected, &scan(&target.path().join("src")), what);
+}
+
+/// Backs up the folder `path` (default options) under a shared lock; its id and snapshot.
+pub async fn backup_folder(
+    repo: &Arc<Repository>,
+    path: &Path,
+) -> (strongroom_repo::Id, strongroom_repo::Snapshot) {
+    use strongroom_repo::archiver::{self, BackupOptions};
+    let guard = strongroom_repo::lock::lock(repo, false, "test")
+        .await
+        .unwrap();
+    let out = archiver::backup_paths(
+        repo,
+        &guard,
+        &[path.to_path_buf()],
+        BackupOptions::default(),
+    )
+    .await
+    .unwrap();
+    guard.release().await.unwrap();
+    out
+}

@@ -91,7 +91,7 @@ pub fn repo_password(g: &Global, config: &Config) -> Result<Vec<u8>> {
 pub async fn repo_opener(g: &Global, config: &Config) -> Result<RepoOpener> {
     let storage = repo_storage(config)?;
     let password = repo_password(g, config)?;
-    let opener = RepoOpener::new(storage, password);
+    let opener = RepoOpener::new(storage, password).with_cache_dir(&config.cache_dir);
     opener.open().await.with_context(|| {
         format!(
             "opening repository {} (create it with `strongroom init`)",
