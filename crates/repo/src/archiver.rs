@@ -731,9 +731,7 @@ where
                     let mut node = frame
                         .node
                         .ok_or_else(|| RepoError::Invalid("unbalanced directories".into()))?;
-                    let mut tree = frame.tree;
-                    tree.sort();
-                    tree.nodes.dedup_by(|b, a| a.name == b.name);
+                    let tree = normalized(frame.tree);
                     let key = path.map(|p| folder_key(repo.key(), &p, &tree.nodes));
                     let id = save_tree(&mut packer, tree, before).await?;
                     if let Some(key) = key {
@@ -761,7 +759,7 @@ where
         return Err(RepoError::Invalid("unbalanced directories".into()));
     }
     let root = stack.pop().map(|f| f.tree).unwrap_or_default();
-    let tree = save_tree(&mut packer, root, None).await?;
+    let tree = save_tree(&mut packer, normalized(root), None).await?;
     packer.flush().await?;
     let stats = packer.stats();
     summary.blobs_added = stats.blobs;
@@ -793,16 +791,21 @@ fn push_node(stack: &mut [Frame], node: Node) -> Result<()> {
     Ok(())
 }
 
-/// Stores a folder's tree; `before` is the parent snapshot's tree of the same folder: when
-/// the entries are the same and it is still indexed, its id is the answer (the same entries
-/// encode to the same blob; nothing is encoded, hashed or looked up again).
-async fn save_tree(
-    packer: &mut crate::repository::Packer<'_>,
-    mut tree: Tree,
-    before: Option<(Id, Tree)>,
-) -> Result<Id> {
+/// A folder's entries as its tree stores them: sorted by name, each name once.
+fn normalized(mut tree: Tree) -> Tree {
     tree.sort();
     tree.nodes.dedup_by(|b, a| a.name == b.name);
+    tree
+}
+
+/// Stores a folder's tree (as [`normalized`]); `before` is the parent snapshot's tree of the
+/// same folder: when the entries are the same and it is still indexed, its id is the answer
+/// (the same entries encode to the same blob; nothing is encoded, hashed or looked up again).
+async fn save_tree(
+    packer: &mut crate::repository::Packer<'_>,
+    tree: Tree,
+    before: Option<(Id, Tree)>,
+) -> Result<Id> {
     if let Some((id, old)) = before
         && old.nodes == tree.nodes
         && packer.has(&id)
@@ -816,12 +819,10 @@ async fn save_tree(
 }
 
 fn path_bytes(p: &Path) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
     p.as_os_str().as_bytes().to_vec()
 }
 
 fn name_bytes(p: &Path) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
     p.file_name()
         .map(|n| n.as_bytes().to_vec())
         .unwrap_or_else(|| b"root".to_vec())
@@ -871,7 +872,6 @@ struct Scan {
 /// Lists a folder and looks at each entry (without following symlinks), through the open
 /// folder (`statx` relative to it).
 fn scan_folder(path: &Path) -> Scan {
-    use std::os::unix::ffi::OsStrExt;
     let mut errors = Vec::new();
     let entries = std::fs::read_dir(path).map(|rd| {
         let mut v = Vec::new();
@@ -916,7 +916,7 @@ struct Walker<'a> {
     record: bool,
     /// See [`WalkSetup::cache`].
     cache: Option<Arc<FolderCache>>,
-    /// The parent snapshot's root tree (the folder cache's walk looks trees up lazily).
+    /// The parent snapshot's root tree (the folder cache's walk looks trees up lazily from it).
     parent_root: Option<Tree>,
     /// The folders the folder cache's walk is in, outermost first.
     frames: Vec<CacheFrame>,
@@ -937,8 +937,6 @@ fn walk_roots(
         record,
         cache,
     } = setup;
-    // The folder cache's walk looks the parent's trees up lazily, from its root.
-    let lazy_root = cache.as_ref().and(parent_root.clone());
     let mut w = Walker {
         repo,
         shared: Arc::clone(repo),
@@ -951,7 +949,7 @@ fn walk_roots(
         batch_bytes: 0,
         record,
         cache,
-        parent_root: lazy_root,
+        parent_root,
         frames: Vec::new(),
         hits: Vec::new(),
     };
@@ -975,7 +973,7 @@ fn walk_roots(
             }
             continue;
         }
-        let parent_node = parent_root.as_ref().and_then(|t| find(t, &name)).cloned();
+        let parent_node = w.parent_root.as_ref().and_then(|t| find(t, &name)).cloned();
         w.entry(root, name, md, parent_node.as_ref(), None)?;
     }
     if !w.hits.is_empty() {
@@ -1060,7 +1058,6 @@ impl Walker<'_> {
         } else if ft.is_symlink() {
             match std::fs::read_link(path) {
                 Ok(t) => {
-                    use std::os::unix::ffi::OsStrExt;
                     let mut node = meta_node(name, NodeKind::Symlink, &md);
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
                     node.size = 0;
@@ -1095,7 +1092,6 @@ impl Walker<'_> {
                 for e in rd {
                     match e {
                         Ok(e) => {
-                            use std::os::unix::ffi::OsStrExt;
                             v.push((e.file_name().as_bytes().to_vec(), e));
                         }
                         Err(e) => self.warn(format!("{}: error listing: {e}", path.display()))?,
@@ -1299,7 +1295,6 @@ impl Walker<'_> {
             }
             let mut n = meta_node(name.clone(), NodeKind::File, md);
             if t.is_symlink() {
-                use std::os::unix::ffi::OsStrExt;
                 let p = path.join(std::ffi::OsStr::from_bytes(name));
                 n.kind = NodeKind::Symlink;
                 n.target = Some(std::fs::read_link(p).ok()?.as_os_str().as_bytes().to_vec());
