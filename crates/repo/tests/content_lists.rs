@@ -69,8 +69,11 @@ fn a_long_stream_is_stored_as_lists_that_dedup_and_survive_prune() {
             .iter()
             .filter(|l| node1.content_lists.contains(l))
             .count();
+        // Each changed chunk changes its own list, and a second one when its old or new id
+        // ends a list (lists are cut after ids whose first byte's low six bits are zero, so
+        // about one changed chunk in 32 splits or joins two lists).
         assert!(
-            shared_lists + 3 >= node2.content_lists.len() && shared_lists > 0,
+            shared_lists + 2 * 3 >= node2.content_lists.len() && shared_lists > 0,
             "{shared_lists} of {} lists shared",
             node2.content_lists.len()
         );

@@ -239,6 +239,7 @@ async fn build_world(seed: u64) -> World {
             avg: 8 * 1024,
             max: 32 * 1024,
             line_anchored: true,
+            full_window: true,
         }),
         ..BackupOptions::default()
     };

@@ -75,6 +75,7 @@ const STREAM_CHUNKS: ChunkerParams = ChunkerParams {
     avg: 8 * 1024,
     max: 32 * 1024,
     line_anchored: true,
+    full_window: true,
 };
 /// Crash points run at once (the machine has 2 cores; each point also uses the blocking
 /// pool).
