@@ -44,7 +44,7 @@ pub use raw::{NotifyEvent, ScheduleKind, TlsMode};
 pub use secret::{REDACTED, Secret};
 pub use setup::{Setup, setup_defaults};
 pub use url::{DatabaseUrl, Engine, RepoLocation, UrlError, WebhookUrl};
-pub use values::{IpNet, format_duration, parse_duration};
+pub use values::{IpNet, check_glob, format_duration, parse_duration};
 
 /// The file name Strongroom's documentation uses.
 pub const DEFAULT_FILE_NAME: &str = "strongroom.toml";

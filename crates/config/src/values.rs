@@ -294,7 +294,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Check an exclude pattern: `*` (any characters but `/`), `**` (any number of folders),
-/// `?` (one character), `[abc]` / `[a-z]` / `[!abc]` (a class).
+/// `?` (one character), `[abc]` / `[a-z]` / `[!abc]` (a class), `\` (escape). The backup
+/// engine compiles it (`strongroom_repo::exclude`), which accepts exactly these (a test of
+/// the jobs crate holds the two to it).
 pub fn check_glob(pattern: &str) -> Result<(), String> {
     if pattern.is_empty() {
         return Err("an empty exclude pattern; e.g. \"*.tmp\" or \"cache/**\"".into());
@@ -302,21 +304,29 @@ pub fn check_glob(pattern: &str) -> Result<(), String> {
     if pattern.contains('\0') {
         return Err("an exclude pattern cannot contain a NUL character".into());
     }
+    // The length of each folder name between unescaped slashes (a class counts as one).
+    let mut names = vec![0usize];
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            '/' => {
+                names.push(0);
+                continue;
+            }
             '\\' if chars.next().is_none() => {
                 return Err(format!("`{pattern}` ends with a lone `\\`"));
             }
             '[' => {
                 let mut closed = false;
                 let mut first = true;
+                let mut negated = false;
                 for d in chars.by_ref() {
                     if d == ']' && !first {
                         closed = true;
                         break;
                     }
-                    if first && (d == '!' || d == '^') {
+                    if first && !negated && (d == '!' || d == '^') {
+                        negated = true;
                         continue;
                     }
                     first = false;
@@ -329,6 +339,21 @@ pub fn check_glob(pattern: &str) -> Result<(), String> {
             }
             _ => {}
         }
+        if let Some(n) = names.last_mut() {
+            *n += 1;
+        }
+    }
+    // One trailing slash (folders only) and one leading slash (from the folder) are allowed.
+    if names.len() > 1 && names.last() == Some(&0) {
+        names.pop();
+    }
+    if names.len() > 1 && names.first() == Some(&0) {
+        names.remove(0);
+    }
+    if names.contains(&0) {
+        return Err(format!(
+            "`{pattern}` has an empty folder name (`//`, or only `/`); e.g. \"cache/**\""
+        ));
     }
     Ok(())
 }

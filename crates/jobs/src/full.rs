@@ -6,16 +6,17 @@
 //! successful. `verify` re-reads every blob of what was written; `test_restore` proves each
 //! database part in a scratch database.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use strongroom_repo::archiver::{self, BackupOptions, Progress};
+use strongroom_repo::exclude::Excludes;
 use strongroom_repo::lock::LockGuard;
 use strongroom_repo::{Id, Repository};
 use strongroom_sources::DatabaseSource;
 
 use crate::database::{self, DatabaseBackupOptions, TestRestoreReport};
+use crate::runner::NamedMedia;
 
 /// Which parts to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +36,7 @@ pub struct Sources {
     /// Named databases.
     pub databases: Vec<(String, DatabaseSource)>,
     /// Named media folders.
-    pub media: Vec<(String, PathBuf)>,
+    pub media: Vec<NamedMedia>,
 }
 
 /// Options of a run.
@@ -185,14 +186,23 @@ pub async fn run(
         }
     }
     if media {
-        for (name, path) in &sources.media {
+        for NamedMedia {
+            name,
+            path,
+            exclude,
+        } in &sources.media
+        {
             let started = now();
             let meta = serde_json::json!({ "type": "media", "name": name, "recovery_point": rp });
             let mut mtags = tags.clone();
             mtags.push("media".into());
+            // The configuration's check refuses a bad pattern before any run; a caller that
+            // skipped it gets the part refused rather than more backed up than asked.
+            let exclude = Excludes::new(exclude);
             let bopts = BackupOptions {
                 tags: mtags,
                 meta,
+                exclude: exclude.clone().unwrap_or_default(),
                 progress: opts.progress.clone(),
                 ..BackupOptions::default()
             };
@@ -209,7 +219,13 @@ pub async fn run(
                 warnings: vec![],
                 error: None,
             };
-            match archiver::backup_paths(repo, lock, std::slice::from_ref(path), bopts).await {
+            let result = match exclude {
+                Ok(_) => archiver::backup_paths(repo, lock, std::slice::from_ref(path), bopts)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("media folder {name:?}: exclude {e}")),
+            };
+            match result {
                 Ok((id, snap)) => {
                     part.snapshot = Some(id);
                     part.size = snap.size();
@@ -217,7 +233,7 @@ pub async fn run(
                     part.warnings.clone_from(&snap.summary.warnings);
                     check_part(repo, &mut part, &id, &snap, opts, None).await;
                 }
-                Err(e) => part.error = Some(e.to_string()),
+                Err(e) => part.error = Some(e),
             }
             part.finished = now();
             point.parts.push(part);

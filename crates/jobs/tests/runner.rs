@@ -225,6 +225,7 @@ impl Env {
             media: vec![NamedMedia {
                 name: "uploads".into(),
                 path: self.media.clone(),
+                exclude: Vec::new(),
             }],
         }
     }
@@ -587,6 +588,7 @@ async fn failing_sources_end_failed(env: Env) {
     sources.media.push(NamedMedia {
         name: "gone".into(),
         path: env.dir.path().join("no-such-folder"),
+        exclude: Vec::new(),
     });
     sources.databases.push(NamedDatabase {
         name: "lost-db".into(),
@@ -598,6 +600,7 @@ async fn failing_sources_end_failed(env: Env) {
     sources.media.push(NamedMedia {
         name: "empty".into(),
         path: empty,
+        exclude: Vec::new(),
     });
     let runner = env.runner_with(env.catalog.clone(), sources, "worker-1", settings());
 

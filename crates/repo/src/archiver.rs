@@ -30,6 +30,7 @@ use crate::chunker::{Chunker, ChunkerParams};
 use crate::content;
 use crate::crypto::MasterKey;
 use crate::error::{RepoError, Result};
+use crate::exclude::Excludes;
 use crate::folder_cache::{FolderCache, folder_key};
 use crate::id::Id;
 use crate::index::MasterIndex;
@@ -72,6 +73,8 @@ pub struct BackupOptions {
     /// folder, whose path means nothing once it is gone). Such a snapshot is never picked as
     /// a parent by path.
     pub source_name: Option<String>,
+    /// For a folder backup: entries to leave out, by their path under each backed-up folder.
+    pub exclude: Excludes,
     /// Live counters.
     pub progress: Option<Arc<Progress>>,
 }
@@ -327,6 +330,7 @@ pub async fn backup_paths(
     };
     let walk = WalkSetup {
         parent_root,
+        exclude: opts.exclude.clone(),
         params: repo.config().chunker_files,
         record: folder_cache.is_some(),
         cache: folder_cache
@@ -843,6 +847,8 @@ const SCAN_PREFETCH: usize = 4;
 struct WalkSetup {
     /// The parent snapshot's root tree.
     parent_root: Option<Tree>,
+    /// Entries to leave out.
+    exclude: Excludes,
     params: ChunkerParams,
     /// Send folder paths, so that the assembler learns each folder's key and tree.
     record: bool,
@@ -922,6 +928,9 @@ struct Walker<'a> {
     frames: Vec<CacheFrame>,
     /// Folder keys and trees taken from the cache.
     hits: Vec<(Id, Id)>,
+    /// Entries to leave out, and the backed-up path they are relative to.
+    exclude: Excludes,
+    root: PathBuf,
 }
 
 fn walk_roots(
@@ -933,6 +942,7 @@ fn walk_roots(
 ) -> Result<()> {
     let WalkSetup {
         parent_root,
+        exclude,
         params,
         record,
         cache,
@@ -952,6 +962,8 @@ fn walk_roots(
         parent_root,
         frames: Vec::new(),
         hits: Vec::new(),
+        exclude,
+        root: PathBuf::new(),
     };
     let mut used: Vec<Vec<u8>> = Vec::new();
     for root in roots {
@@ -963,6 +975,7 @@ fn walk_roots(
             n += 1;
         }
         used.push(name.clone());
+        w.root.clone_from(root);
         let md = std::fs::symlink_metadata(root);
         if w.cache.is_some()
             && let Ok(md) = &md
@@ -991,6 +1004,13 @@ fn find<'t>(tree: &'t Tree, name: &[u8]) -> Option<&'t Node> {
 }
 
 impl Walker<'_> {
+    /// `path`'s place under the backed-up path being walked, as exclude patterns see it.
+    fn relative(&self, path: &Path) -> Vec<u8> {
+        path.strip_prefix(&self.root)
+            .map(path_bytes)
+            .unwrap_or_default()
+    }
+
     /// Sends an event after the entries batched before it, keeping the folder's order.
     fn emit(&mut self, ev: Event) -> Result<()> {
         self.flush()?;
@@ -1106,6 +1126,13 @@ impl Walker<'_> {
                 ));
             }
         };
+        if !self.exclude.is_empty() {
+            let folder = self.relative(path);
+            entries.retain(|(n, e)| {
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                !self.exclude.excludes(&folder, n, is_dir)
+            });
+        }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut node = meta_node(name, NodeKind::Dir, md);
         node.size = 0;
@@ -1186,7 +1213,7 @@ impl Walker<'_> {
             entries: Err(std::io::Error::other(e.to_string())),
             errors: Vec::new(),
         });
-        let entries = match scan.entries {
+        let mut entries = match scan.entries {
             Ok(v) => v,
             Err(e) => {
                 self.warn(format!(
@@ -1196,6 +1223,13 @@ impl Walker<'_> {
                 return Ok(Outcome::Skipped);
             }
         };
+        if !self.exclude.is_empty() {
+            let folder = self.relative(path);
+            entries.retain(|(n, md)| {
+                let is_dir = md.as_ref().is_ok_and(std::fs::Metadata::is_dir);
+                !self.exclude.excludes(&folder, n, is_dir)
+            });
+        }
         // Anything to warn about, or any special file, is for the usual path to report.
         let mut whole = scan.errors.is_empty()
             && entries.iter().all(|(_, md)| {

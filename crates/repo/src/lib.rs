@@ -18,6 +18,7 @@ pub mod compress;
 pub mod content;
 pub mod crypto;
 pub mod error;
+pub mod exclude;
 pub mod export;
 pub mod folder_cache;
 pub mod id;

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{PASSWORD, XorShift, assert_restores, memory_repo, scan, tempdir};
+use common::{XorShift, assert_restores, handle, memory_repo, scan, tempdir};
 use strongroom_repo::folder_cache::FolderCache;
 use strongroom_repo::{Id, Repository, Snapshot, lock, prune};
 use strongroom_storage::Storage;
@@ -45,18 +45,6 @@ async fn setup() -> Fixture {
         root,
         files,
     }
-}
-
-/// Another handle on the same repository, keeping its caches under `cache` when given.
-async fn handle(storage: &Arc<dyn Storage>, cache: Option<&Path>) -> Arc<Repository> {
-    let mut r = Repository::open(Arc::clone(storage), PASSWORD)
-        .await
-        .unwrap();
-    if let Some(dir) = cache {
-        r.use_snapshot_cache(dir);
-    }
-    r.load_index().await.unwrap();
-    Arc::new(r)
 }
 
 /// Three levels of folders with files (some empty), a symlink and an empty folder.

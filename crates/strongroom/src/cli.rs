@@ -308,6 +308,11 @@ pub struct BackupArgs {
     /// Read every file even when it looks unchanged.
     #[arg(long)]
     pub force: bool,
+    /// Leave out what matches PATTERN under each --path or --media folder (repeatable):
+    /// `*.tmp` (a name at any depth), `cache/**` (from the folder), `build/` (folders only);
+    /// `*`, `?`, `[a-z]`, `**`, `\` as in the configuration's `exclude`.
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    pub exclude: Vec<String>,
     /// Host name to record.
     #[arg(long)]
     pub host: Option<String>,

@@ -1036,6 +1036,42 @@ fn export_stream_and_folder() {
     assert_same(&want, &got, "tar extracted");
 }
 
+/// backup --exclude: what the patterns match is not in the snapshot; the rest restores.
+#[test]
+fn backup_leaves_out_what_exclude_matches() {
+    let e = Env::new();
+    let src = e.path("site");
+    for (rel, body) in [
+        ("a.jpg", "a"),
+        ("b.tmp", "b"),
+        ("up/c.tmp", "c"),
+        ("up/d.jpg", "d"),
+        ("cache/e.bin", "e"),
+    ] {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    let s = src.to_str().unwrap();
+    e.backup(&["--path", s, "--exclude", "*.tmp", "--exclude", "cache/**"]);
+    let t = e.path("restored");
+    e.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    let got: Vec<String> = scan_children(&t)
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "site",
+            "site/a.jpg",
+            "site/cache",
+            "site/up",
+            "site/up/d.jpg"
+        ]
+    );
+}
+
 /// stats --json: counts and sizes that add up; deduplication shows.
 #[test]
 fn stats_json() {
@@ -1080,6 +1116,20 @@ fn missing_or_no_backup_path() {
         &["no-such-folder", "does not exist", "no snapshot"],
     );
     e.fails(&["backup"], &["nothing to back up"]);
+    e.fails(
+        &[
+            "backup",
+            "--path",
+            src.to_str().unwrap(),
+            "--exclude",
+            "img[0-9.png",
+        ],
+        &["--exclude", "img[0-9.png", "unclosed"],
+    );
+    e.fails(
+        &["backup", "--stdin", "x.sql", "--exclude", "*.tmp"],
+        &["--exclude applies to --path"],
+    );
     let j = e.run(&["backup", "--json", "--path", missing.to_str().unwrap()]);
     assert_eq!(j.code, Some(1));
     assert!(

@@ -31,6 +31,8 @@ pub struct NamedMedia {
     pub name: String,
     /// The folder.
     pub path: PathBuf,
+    /// Patterns of paths in it to leave out ([`strongroom_repo::exclude`]).
+    pub exclude: Vec<String>,
 }
 
 /// Every source a runner knows.
@@ -80,6 +82,7 @@ impl JobSources {
             out.media.push(NamedMedia {
                 name: m.name.clone(),
                 path: m.path.clone(),
+                exclude: m.exclude.clone(),
             });
         }
         Ok(out)
@@ -123,11 +126,7 @@ impl JobSources {
                     .collect();
             }
             if media {
-                out.media = self
-                    .media
-                    .iter()
-                    .map(|m| (m.name.clone(), m.path.clone()))
-                    .collect();
+                out.media.clone_from(&self.media);
             }
             return Ok(out);
         }
@@ -149,7 +148,7 @@ impl JobSources {
                         "{name:?} is a media folder; a {backup_type:?} backup does not cover it"
                     )));
                 }
-                out.media.push((m.name.clone(), m.path.clone()));
+                out.media.push(m.clone());
             } else {
                 return Err(RunnerError::Invalid(format!(
                     "no source is named {name:?} (configured: {}); fix the schedule or the configuration",
@@ -182,5 +181,42 @@ impl JobSources {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The configuration's check of an exclude pattern and the engine that applies it accept
+    /// the same patterns: every string of up to five characters of the pattern language.
+    #[test]
+    fn the_configuration_accepts_exactly_the_patterns_the_engine_compiles() {
+        const ALPHABET: &[char] = &['a', '*', '?', '/', '[', ']', '!', '^', '\\', '-'];
+        let mut patterns = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for p in &last {
+                for c in ALPHABET {
+                    next.push(format!("{p}{c}"));
+                }
+            }
+            patterns.extend(next.iter().cloned());
+            last = next;
+        }
+        let mut refused = 0;
+        for p in &patterns {
+            let config = strongroom_config::check_glob(p);
+            let engine = strongroom_repo::exclude::check(p);
+            assert_eq!(
+                config.is_ok(),
+                engine.is_ok(),
+                "{p:?}: {config:?} vs {engine:?}"
+            );
+            refused += usize::from(engine.is_err());
+        }
+        assert!(
+            refused > 1000 && refused < patterns.len() / 2,
+            "{refused} refused"
+        );
     }
 }

@@ -100,6 +100,19 @@ pub async fn memory_repo() -> (MemoryStorage, Arc<Repository>) {
     (mem, Arc::new(repo))
 }
 
+/// Another handle on the repository in `storage`, with its index loaded, keeping its local
+/// caches (snapshot and folder cache) under `cache` when given.
+pub async fn handle(storage: &Arc<dyn Storage>, cache: Option<&Path>) -> Arc<Repository> {
+    let mut r = Repository::open(Arc::clone(storage), PASSWORD)
+        .await
+        .unwrap();
+    if let Some(dir) = cache {
+        r.use_snapshot_cache(dir);
+    }
+    r.load_index().await.unwrap();
+    Arc::new(r)
+}
+
 /// True when running as root (ownership is then restored and compared with chown'd files).
 pub fn is_root() -> bool {
     std::fs::metadata("/proc/self")

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use strongroom_repo::archiver::{self, BackupOptions, Progress};
 use strongroom_repo::crypto::KdfParams;
+use strongroom_repo::exclude::Excludes;
 use strongroom_repo::{InitOptions, Repository, lock};
 
 use crate::cli::{BackupArgs, Global, InitArgs};
@@ -71,11 +72,16 @@ pub async fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
         Some(p) => Some(repo.find_snapshot(p).await?.0),
         None => None,
     };
+    if a.stdin.is_some() && !a.exclude.is_empty() {
+        bail!("--exclude applies to --path folders, not to --stdin");
+    }
+    let exclude = Excludes::new(&a.exclude).map_err(|e| anyhow::anyhow!("--exclude {e}"))?;
     let progress = Arc::new(Progress::default());
     let opts = BackupOptions {
         tags: a.tags.clone(),
         parent,
         force_read: a.force,
+        exclude,
         host: a.host.clone(),
         progress: Some(Arc::clone(&progress)),
         ..BackupOptions::default()

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use strongroom_jobs::database::{self, DatabaseMeta};
 use strongroom_jobs::full::{self, BackupType, RunOptions, Sources};
+use strongroom_jobs::runner::NamedMedia;
 use strongroom_repo::archiver::Progress;
+use strongroom_repo::exclude::Excludes;
 use strongroom_repo::{Repository, lock};
 use strongroom_sources::DatabaseSource;
 
@@ -60,8 +62,10 @@ pub fn databases(g: &Global, a: &DatabasesArgs) -> Result<Vec<(String, DatabaseS
     Ok(out)
 }
 
-/// The media folders named by flags, else by the configuration file, else by MEDIA_ROOT.
-fn media(g: &Global, list: &[String]) -> Result<Vec<(String, PathBuf)>> {
+/// The media folders named by flags, else by the configuration file, else by MEDIA_ROOT;
+/// `--exclude` patterns are added to each one's own.
+fn media(g: &Global, list: &[String], exclude: &[String]) -> Result<Vec<NamedMedia>> {
+    Excludes::new(exclude).map_err(|e| anyhow::anyhow!("--exclude {e}"))?;
     let mut out = Vec::new();
     for v in list {
         let (name, dir) = split_named(v);
@@ -71,21 +75,35 @@ fn media(g: &Global, list: &[String]) -> Result<Vec<(String, PathBuf)>> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "media".into())
         });
-        out.push((name, path));
+        out.push(NamedMedia {
+            name,
+            path,
+            exclude: Vec::new(),
+        });
     }
     if out.is_empty() && g.config.is_some() {
         let config = super::service::load_config(g)?;
-        return Ok(config
+        out = config
             .media
             .iter()
-            .map(|m| (m.name.clone(), m.path.clone()))
-            .collect());
-    }
-    if out.is_empty()
+            .map(|m| NamedMedia {
+                name: m.name.clone(),
+                path: m.path.clone(),
+                exclude: m.exclude.clone(),
+            })
+            .collect();
+    } else if out.is_empty()
         && let Some(root) = std::env::var_os("MEDIA_ROOT")
         && !root.is_empty()
     {
-        out.push(("media".to_owned(), PathBuf::from(root)));
+        out.push(NamedMedia {
+            name: "media".to_owned(),
+            path: PathBuf::from(root),
+            exclude: Vec::new(),
+        });
+    }
+    for m in &mut out {
+        m.exclude.extend_from_slice(exclude);
     }
     Ok(out)
 }
@@ -105,7 +123,7 @@ pub async fn typed_backup(g: &Global, a: BackupArgs, kind: &str) -> Result<i32> 
     }
     let sources = Sources {
         databases: dbs,
-        media: media(g, &a.media)?,
+        media: media(g, &a.media, &a.exclude)?,
     };
     let mut scratch = Vec::new();
     for u in &a.scratch_url {
