@@ -1004,11 +1004,22 @@ fn find<'t>(tree: &'t Tree, name: &[u8]) -> Option<&'t Node> {
 }
 
 impl Walker<'_> {
-    /// `path`'s place under the backed-up path being walked, as exclude patterns see it.
-    fn relative(&self, path: &Path) -> Vec<u8> {
-        path.strip_prefix(&self.root)
+    /// Removes from the listing `entries` of the folder `path` what the exclude patterns
+    /// match (matched by the path under the backed-up path being walked).
+    fn drop_excluded<T>(
+        &self,
+        path: &Path,
+        entries: &mut Vec<(Vec<u8>, T)>,
+        is_dir: impl Fn(&T) -> bool,
+    ) {
+        if self.exclude.is_empty() {
+            return;
+        }
+        let folder = path
+            .strip_prefix(&self.root)
             .map(path_bytes)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        entries.retain(|(name, e)| !self.exclude.excludes(&folder, name, is_dir(e)));
     }
 
     /// Sends an event after the entries batched before it, keeping the folder's order.
@@ -1126,13 +1137,9 @@ impl Walker<'_> {
                 ));
             }
         };
-        if !self.exclude.is_empty() {
-            let folder = self.relative(path);
-            entries.retain(|(n, e)| {
-                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-                !self.exclude.excludes(&folder, n, is_dir)
-            });
-        }
+        self.drop_excluded(path, &mut entries, |e| {
+            e.file_type().is_ok_and(|t| t.is_dir())
+        });
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut node = meta_node(name, NodeKind::Dir, md);
         node.size = 0;
@@ -1223,13 +1230,9 @@ impl Walker<'_> {
                 return Ok(Outcome::Skipped);
             }
         };
-        if !self.exclude.is_empty() {
-            let folder = self.relative(path);
-            entries.retain(|(n, md)| {
-                let is_dir = md.as_ref().is_ok_and(std::fs::Metadata::is_dir);
-                !self.exclude.excludes(&folder, n, is_dir)
-            });
-        }
+        self.drop_excluded(path, &mut entries, |md| {
+            md.as_ref().is_ok_and(std::fs::Metadata::is_dir)
+        });
         // Anything to warn about, or any special file, is for the usual path to report.
         let mut whole = scan.errors.is_empty()
             && entries.iter().all(|(_, md)| {

@@ -32,7 +32,7 @@ pub struct ChunkerParams {
     /// position it tests sees 64 bytes of content and nothing of where the chunk began.
     /// Started at `min` from zero (FastCDC's way, and these repositories' before it
     /// existed), the hash over a run of one byte `b` is `G[b]·(2^k − 1)` `k` bytes in: with
-    /// about one seed in a hundred some `k` passes the mask, and then rows padded with such
+    /// some seeds (2 in 2,500 searched) one such `k` passes the mask, and then rows padded with such
     /// runs are cut `k` bytes after `min` — cuts that follow the previous cut, not the
     /// content, so one deleted row shifts every later cut. Absent in the config of
     /// repositories made before it existed.
