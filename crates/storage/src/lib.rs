@@ -2,7 +2,8 @@
 //!
 //! The repository engine sees storage only through [`Storage`]: list, read, read a range,
 //! write (create once) and delete objects named by a kind and a name. Implementations:
-//! a local directory ([`local::LocalStorage`]), memory ([`memory::MemoryStorage`]), and for
+//! a local directory ([`local::LocalStorage`]), an S3-compatible bucket ([`s3::S3Storage`]),
+//! memory ([`memory::MemoryStorage`]), and for
 //! tests a fault-injecting wrapper ([`faulty::FaultyStorage`]) and a crash-simulating store
 //! ([`crash::CrashStorage`]).
 //!
@@ -17,6 +18,7 @@ pub mod direct;
 pub mod faulty;
 pub mod local;
 pub mod memory;
+pub mod s3;
 
 /// The kinds of object a repository stores; each lives in its own namespace (folder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,6 +118,18 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A remote store answered with an error, or could not be reached (after retries).
+    #[error("{context}: {detail}")]
+    Remote {
+        /// What was being done, and where.
+        context: String,
+        /// What went wrong: the HTTP status and the server's error code and message, or the
+        /// transport error.
+        detail: String,
+    },
+    /// The backend's settings are missing or invalid (nothing was sent).
+    #[error("storage settings: {0}")]
+    Settings(String),
     /// An injected or simulated failure (test backends only).
     #[error("injected fault: {0}")]
     Injected(String),

@@ -1,6 +1,10 @@
 //! The storage conformance suite: the same checks against every backend (local directory,
-//! memory, fault wrapper without faults, crash store without a crash), then tests specific to
-//! the local directory, the fault wrapper and the crash store.
+//! S3-compatible bucket, memory, fault wrapper without faults, crash store without a crash),
+//! then tests specific to the local directory, the S3 store, the fault wrapper and the crash
+//! store.
+//!
+//! The S3 backend runs against the server named by `STRONGROOM_TEST_S3_ENDPOINT`
+//! (`scripts/test` starts one and sets it); without it those tests say so and skip.
 
 // This whole file is test code; `allow-unwrap-in-tests` does not reach helper functions
 // outside `#[test]` functions in an integration-test crate.
@@ -15,6 +19,7 @@ use strongroom_storage::crash::CrashStorage;
 use strongroom_storage::faulty::{Fault, FaultyStorage, Op, Rule};
 use strongroom_storage::local::LocalStorage;
 use strongroom_storage::memory::MemoryStorage;
+use strongroom_storage::s3::{Credentials, S3Settings, S3Storage};
 use strongroom_storage::{Kind, ObjectInfo, Storage, StorageError};
 
 // ---------------------------------------------------------------------------------------------
@@ -48,6 +53,44 @@ fn faulty() -> Fixture {
         storage: Arc::new(FaultyStorage::new(MemoryStorage::new(), 42)),
         _dir: None,
     }
+}
+
+/// The bucket every S3 test shares; each test has its own prefix in it.
+const S3_BUCKET: &str = "strongroom-conformance";
+
+/// S3 settings for a fresh prefix, or `None` (said on stderr) without a test server.
+fn s3_settings() -> Option<S3Settings> {
+    let Some(endpoint) = std::env::var("STRONGROOM_TEST_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        eprintln!(
+            "skipped: STRONGROOM_TEST_S3_ENDPOINT is not set (scripts/test starts an S3 server \
+             and sets it)"
+        );
+        return None;
+    };
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).unwrap();
+    Some(S3Settings {
+        endpoint: endpoint.parse().unwrap(),
+        region: "us-east-1".into(),
+        bucket: S3_BUCKET.into(),
+        prefix: format!("conformance/{}", hex::encode(id)),
+        path_style: true,
+        credentials: Credentials {
+            access_key_id: "strongroom-test".into(),
+            secret_access_key: "strongroom-test-secret".into(),
+            session_token: None,
+        },
+    })
+}
+
+fn s3() -> Option<Fixture> {
+    Some(Fixture {
+        storage: Arc::new(S3Storage::new(s3_settings()?).unwrap()),
+        _dir: None,
+    })
 }
 
 fn crash() -> Fixture {
@@ -462,6 +505,11 @@ async fn check_concurrent_writes_all_land(f: Fixture) {
     }
 }
 
+/// A backend's fixture, or `None` where it is not available here (said by the backend).
+fn fixture(f: impl Into<Option<Fixture>>) -> Option<Fixture> {
+    f.into()
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -469,76 +517,220 @@ macro_rules! conformance {
 
             #[tokio::test]
             async fn create_on_empty_location() {
-                check_create_on_empty_location(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_create_on_empty_location(f).await;
+                }
             }
 
             #[tokio::test]
             async fn create_fails_over_existing_config() {
-                check_create_fails_over_existing_config(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_create_fails_over_existing_config(f).await;
+                }
             }
 
             #[tokio::test]
             async fn round_trip_every_kind() {
-                check_round_trip_every_kind(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_round_trip_every_kind(f).await;
+                }
             }
 
             #[tokio::test]
             async fn write_once() {
-                check_write_once(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_write_once(f).await;
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn racing_writers_one_wins() {
-                check_racing_writers_one_wins(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_racing_writers_one_wins(f).await;
+                }
             }
 
             #[tokio::test]
             async fn read_missing_is_not_found() {
-                check_read_missing_is_not_found(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_read_missing_is_not_found(f).await;
+                }
             }
 
             #[tokio::test]
             async fn read_many() {
-                check_read_many(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_read_many(f).await;
+                }
             }
 
             #[tokio::test]
             async fn read_range() {
-                check_read_range(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_read_range(f).await;
+                }
             }
 
             #[tokio::test]
             async fn list_sorted_with_sizes_per_kind() {
-                check_list_sorted_with_sizes_per_kind(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_list_sorted_with_sizes_per_kind(f).await;
+                }
             }
 
             #[tokio::test]
             async fn many_packs_across_prefixes() {
-                check_many_packs_across_prefixes(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_many_packs_across_prefixes(f).await;
+                }
             }
 
             #[tokio::test]
             async fn delete() {
-                check_delete(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_delete(f).await;
+                }
             }
 
             #[tokio::test]
             async fn invalid_names_rejected() {
-                check_invalid_names_rejected(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_invalid_names_rejected(f).await;
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writes_all_land() {
-                check_concurrent_writes_all_land(super::$backend()).await;
+                if let Some(f) = fixture(super::$backend()) {
+                    check_concurrent_writes_all_land(f).await;
+                }
             }
         }
     };
 }
 
 conformance!(local);
+conformance!(s3);
 conformance!(memory);
 conformance!(faulty);
 conformance!(crash);
+
+// ---------------------------------------------------------------------------------------------
+// S3Storage only
+
+/// A second view of the same bucket with another prefix (to see keys the first one wrote).
+fn s3_view(settings: &S3Settings, prefix: &str) -> S3Storage {
+    S3Storage::new(S3Settings {
+        prefix: prefix.to_owned(),
+        ..settings.clone()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn s3_keys_follow_the_local_layout_and_strays_are_not_listed() {
+    let Some(settings) = s3_settings() else {
+        return;
+    };
+    let s = S3Storage::new(settings.clone()).unwrap();
+    s.create().await.unwrap();
+    s.write(Kind::Pack, "abcdef", Bytes::from_static(b"pack"))
+        .await
+        .unwrap();
+    s.write(Kind::Snapshot, "s1", Bytes::from_static(b"snap"))
+        .await
+        .unwrap();
+    // The pack is at <prefix>/data/ab/abcdef, the snapshot at <prefix>/snapshots/s1.
+    let packs = s3_view(&settings, &format!("{}/data/ab", settings.prefix));
+    assert_eq!(
+        packs.read(Kind::Config, "abcdef").await.unwrap(),
+        Bytes::from_static(b"pack")
+    );
+    let snaps = s3_view(&settings, &format!("{}/snapshots", settings.prefix));
+    assert_eq!(
+        snaps.read(Kind::Config, "s1").await.unwrap(),
+        Bytes::from_static(b"snap")
+    );
+    // Keys this layout would not have written are not objects of the repository: a pack in
+    // the wrong subfolder, something one level too deep.
+    packs
+        .write(Kind::Config, "zz-wrong-folder", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    snaps
+        .write(Kind::Key, "too-deep", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(s.list(Kind::Pack).await.unwrap(), infos(&[("abcdef", 4)]));
+    assert_eq!(s.list(Kind::Snapshot).await.unwrap(), infos(&[("s1", 4)]));
+    assert_eq!(s.list(Kind::Config).await.unwrap(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_listing_follows_every_page() {
+    use futures::StreamExt;
+    let Some(settings) = s3_settings() else {
+        return;
+    };
+    let s = Arc::new(S3Storage::new(settings).unwrap());
+    s.create().await.unwrap();
+    // More than one page of 1,000 keys.
+    let names: Vec<String> = (0..1_150).map(|i| format!("snap{i:05}")).collect();
+    let writes = names.iter().map(|n| {
+        let s = s.clone();
+        let n = n.clone();
+        async move { s.write(Kind::Snapshot, &n, Bytes::from(n.clone())).await }
+    });
+    let results: Vec<_> = futures::stream::iter(writes)
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+    let listed = s.list(Kind::Snapshot).await.unwrap();
+    assert_eq!(listed.len(), 1_150);
+    assert_eq!(
+        listed.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
+        names
+    );
+    assert!(listed.iter().all(|o| o.size == 9));
+}
+
+#[tokio::test]
+async fn s3_missing_bucket_and_unreachable_server_are_clear_errors() {
+    let Some(settings) = s3_settings() else {
+        return;
+    };
+    let mut id = [0u8; 6];
+    getrandom::fill(&mut id).unwrap();
+    let missing = S3Storage::new(S3Settings {
+        bucket: format!("strongroom-missing-{}", hex::encode(id)),
+        ..settings.clone()
+    })
+    .unwrap();
+    let err = missing.read(Kind::Config, "config").await.unwrap_err();
+    assert!(
+        !err.is_not_found(),
+        "a missing bucket is not a missing object: {err:?}"
+    );
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    let err = missing.list(Kind::Snapshot).await.unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    // Nothing listens on port 9 (discard) here: every attempt is refused, then one error.
+    let down = S3Storage::new(S3Settings {
+        endpoint: "http://127.0.0.1:9".parse().unwrap(),
+        ..settings
+    })
+    .unwrap();
+    let err = down.list(Kind::Snapshot).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StorageError::Remote { .. }), "{err:?}");
+    assert!(
+        text.contains("attempts") && text.contains("127.0.0.1:9"),
+        "{text}"
+    );
+    assert!(!text.contains("strongroom-test-secret"), "{text}");
+}
 
 // ---------------------------------------------------------------------------------------------
 // LocalStorage only

@@ -23,7 +23,9 @@ pub struct Global {
     /// environment alone).
     #[arg(long, global = true, env = "STRONGROOM_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Repository location: a local folder (s3:// is not supported yet).
+    /// Repository location: a local folder, file:///path, or s3://bucket/prefix (credentials,
+    /// region and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT_URL).
     #[arg(long, global = true, env = "STRONGROOM_REPO", value_name = "PATH")]
     pub repo: Option<String>,
     /// Read the repository password from this file (else STRONGROOM_PASSWORD, else a prompt).

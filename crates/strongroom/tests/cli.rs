@@ -3,7 +3,8 @@
 //! verify (structure, --read-data, the rotating --read-data-subset), forget, prune, export,
 //! stats; bad input (missing path, special file, not a repository, unknown snapshot, wrong
 //! password, a full disk) gives a clear error and a non-zero exit and leaves the repository
-//! valid; a backup in another process keeps prune out.
+//! valid; a backup in another process keeps prune out; the same commands on an s3://
+//! repository (against `STRONGROOM_TEST_S3_ENDPOINT`, which `scripts/test` sets).
 //!
 //! Randomized data comes from a seeded generator; the seed is printed
 //! (`STRONGROOM_TEST_SEED` replays it).
@@ -136,6 +137,8 @@ struct Env {
     repo: PathBuf,
     cache: PathBuf,
     password: String,
+    /// An s3:// repository instead of `repo`: its URL and the server's endpoint.
+    remote: Option<(String, String)>,
 }
 
 impl Env {
@@ -152,7 +155,33 @@ impl Env {
             repo,
             cache,
             password: PASSWORD.into(),
+            remote: None,
         }
+    }
+
+    /// A new environment whose repository is a fresh prefix of a bucket on the test S3
+    /// server, or `None` (said on stderr) without one.
+    fn bare_s3() -> Option<Env> {
+        let Some(endpoint) = std::env::var("STRONGROOM_TEST_S3_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())
+        else {
+            eprintln!(
+                "skipped: STRONGROOM_TEST_S3_ENDPOINT is not set (scripts/test starts an S3 \
+                 server and sets it)"
+            );
+            return None;
+        };
+        let mut e = Env::bare();
+        let name = e
+            .tmp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase();
+        e.remote = Some((format!("s3://strongroom-cli/{name}/repo"), endpoint));
+        Some(e)
     }
 
     /// A new environment with an initialised repository (fast key derivation).
@@ -174,9 +203,21 @@ impl Env {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--repo")
-            .arg(&self.repo)
-            .args(args)
+        match &self.remote {
+            Some((url, endpoint)) => c
+                .arg("--repo")
+                .arg(url)
+                .env("AWS_ENDPOINT_URL", endpoint)
+                .env("AWS_ACCESS_KEY_ID", "strongroom-cli")
+                .env("AWS_SECRET_ACCESS_KEY", "strongroom-cli-secret")
+                .env_remove("AWS_ENDPOINT_URL_S3")
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_REGION")
+                .env_remove("AWS_DEFAULT_REGION")
+                .env_remove("STRONGROOM_S3_PATH_STYLE"),
+            None => c.arg("--repo").arg(&self.repo),
+        };
+        c.args(args)
             .env("STRONGROOM_PASSWORD", &self.password)
             .env("STRONGROOM_CACHE_DIR", &self.cache)
             .env_remove("STRONGROOM_REPO")
@@ -700,6 +741,92 @@ fn backup_snapshots_restore() {
     assert_eq!(summary["bytes_read"], 0, "{again}");
     assert!(summary["bytes_added"].as_u64().unwrap() < 20_000, "{again}");
     e.verify();
+}
+
+/// An s3:// repository: init (twice refused), backups of folders and stdin, listing, restore
+/// (folder, one file, stream), verify --read-data, forget --prune, and the errors of missing
+/// credentials and an unreachable server.
+#[test]
+fn s3_repository_end_to_end() {
+    let Some(e) = Env::bare_s3() else { return };
+    let mut rng = Rng::new(seed("s3_repository_end_to_end"));
+    let init = e.init(&["--json"]).json();
+    assert_eq!(init["id"].as_str().unwrap().len(), 64, "{init}");
+    e.fails(
+        &["init", "--kdf-memory-mib", "19", "--kdf-passes", "2"],
+        &["already"],
+    );
+    let media = e.path("media");
+    make_tree(&media, &mut rng);
+    std::fs::write(media.join("big.bin"), rng.bytes(3_000_000)).unwrap();
+    let expected = scan(&media);
+    let dump = rng.bytes(2_000_000);
+    let first = e.backup(&["--path", media.to_str().unwrap()]);
+    let stream = e.backup_stdin("clinic.dump", &dump);
+    std::fs::write(media.join("new.txt"), b"added later").unwrap();
+    let second = e.backup(&["--path", media.to_str().unwrap()]);
+    assert_eq!(e.snapshots().len(), 3);
+
+    let t1 = e.path("restore-first");
+    e.ok(&["restore", &first, "--target", t1.to_str().unwrap()]);
+    assert_same(&expected, &scan_children(&t1), "restore from S3");
+    assert!(e.ok(&["restore", &stream, "--stdout"]).stdout == dump);
+    let t2 = e.path("restore-one");
+    e.ok(&[
+        "restore",
+        &second,
+        "--target",
+        t2.to_str().unwrap(),
+        "--include",
+        "media/new.txt",
+    ]);
+    assert_eq!(
+        std::fs::read(t2.join("media/new.txt")).unwrap(),
+        b"added later"
+    );
+    e.verify();
+
+    let j = e
+        .ok(&["forget", "--keep-last", "1", "--prune", "--json"])
+        .json();
+    assert_eq!(j["remove"].as_array().unwrap().len(), 1, "{j}");
+    let mut left = e.snapshot_ids();
+    left.sort();
+    let mut want = vec![second.clone(), stream.clone()];
+    want.sort();
+    assert_eq!(left, want);
+    e.verify();
+    let t3 = e.path("restore-after-prune");
+    e.ok(&["restore", &second, "--target", t3.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(t3.join("media/new.txt")).unwrap(),
+        b"added later"
+    );
+
+    // Without credentials: the variable to set is named, nothing is sent.
+    let (url, endpoint) = e.remote.clone().unwrap();
+    let mut c = e.cmd(&["snapshots"]);
+    c.env_remove("AWS_SECRET_ACCESS_KEY");
+    let o = e.run_cmd(c, &["snapshots"], None);
+    check_failure(
+        &o,
+        &["snapshots"],
+        &["AWS_SECRET_ACCESS_KEY is not set", &url],
+    );
+    // An unreachable server: an error after the retries, naming where.
+    let mut c = e.cmd(&["snapshots"]);
+    c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let o = e.run_cmd(c, &["snapshots"], None);
+    check_failure(&o, &["snapshots"], &["127.0.0.1:9", "attempts"]);
+    assert!(!o.stderr.contains("strongroom-cli-secret"), "{}", o.stderr);
+    // A bad URL is refused before anything is sent.
+    let mut c = Command::new(BIN);
+    c.args(["--repo", "s3://Bad_Bucket/x", "snapshots"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let o = finish(c.spawn().unwrap(), "bad bucket");
+    check_failure(&o, &["snapshots"], &["--repo"]);
 }
 
 /// verify, verify --read-data, and --read-data-subset 10%: ten runs read every pack once.

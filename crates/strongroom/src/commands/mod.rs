@@ -57,12 +57,13 @@ pub fn storage(g: &Global) -> Result<Arc<dyn Storage>> {
             "no repository given: pass --repo PATH or set STRONGROOM_REPO (or give --config FILE)"
         );
     };
-    if repo.contains("://") {
-        let scheme = repo.split("://").next().unwrap_or_default();
-        bail!("repository URL scheme {scheme}:// is not supported yet; give a local folder path");
-    }
     if repo.trim().is_empty() {
         bail!("--repo is empty");
+    }
+    if repo.contains("://") {
+        let location = strongroom_config::RepoLocation::parse_url(repo)
+            .with_context(|| format!("--repo {repo:?}"))?;
+        return service::location_storage(&location);
     }
     Ok(Arc::new(LocalStorage::new(repo.into())))
 }

@@ -19,6 +19,7 @@ use strongroom_jobs::runner::{
 };
 use strongroom_storage::Storage;
 use strongroom_storage::local::LocalStorage;
+use strongroom_storage::s3::{S3Settings, S3Storage};
 
 use crate::cli::{Global, ServeArgs};
 
@@ -65,11 +66,21 @@ pub async fn open_catalog(config: &Config) -> Result<Catalog> {
 
 /// The repository's storage.
 pub fn repo_storage(config: &Config) -> Result<Arc<dyn Storage>> {
-    match config.repository_location()? {
+    location_storage(config.repository_location()?)
+}
+
+/// The storage at a location: a local folder, or an S3 bucket reached with the standard
+/// `AWS_*` variables (see `S3Settings::from_env`).
+pub fn location_storage(location: &RepoLocation) -> Result<Arc<dyn Storage>> {
+    match location {
         RepoLocation::Path(p) => Ok(Arc::new(LocalStorage::new(p.clone()))),
-        RepoLocation::S3 { .. } => bail!(
-            "S3 repositories are not supported yet; give [repository] path = \"/a/local/folder\""
-        ),
+        RepoLocation::S3 { bucket, prefix } => {
+            let settings = S3Settings::from_env(bucket, prefix, |name| std::env::var(name).ok())
+                .with_context(|| format!("repository {location}"))?;
+            Ok(Arc::new(
+                S3Storage::new(settings).with_context(|| format!("repository {location}"))?,
+            ))
+        }
     }
 }
 
