@@ -1,5 +1,5 @@
-//! Strongroom's HTTP service: the JSON API v1 (`/api/v1`, described by an OpenAPI document at
-//! `/api/v1/openapi.json`), the compatibility API the clinic's React page calls
+//! Strongroom's HTTP service: the web dashboard (`/`, a page over the API), the JSON API v1
+//! (`/api/v1`, described by an OpenAPI document at `/api/v1/openapi.json`), the compatibility API the clinic's React page calls
 //! (`/api/utils/…`, `/api/system/…`, `/api/auth/database-health/`), Prometheus metrics
 //! (`/metrics`) and server-sent events of job progress, with authentication (argon2id users,
 //! `__Host-` session cookies with CSRF tokens, hashed API tokens), roles, login throttling and
@@ -33,6 +33,7 @@ mod repo;
 mod routes;
 mod settings;
 mod state;
+mod ui;
 mod util;
 
 use std::future::Future;
@@ -64,6 +65,7 @@ fn build(state: AppState) -> (Router, Vec<RouteInfo>) {
     api::register(&mut reg);
     compat::register(&mut reg);
     metrics::register(&mut reg);
+    ui::register(&mut reg);
     // The OpenAPI document describes the table, including its own route.
     let own = RouteInfo {
         method: Method::GET,

@@ -20,6 +20,8 @@ fn is_compat(path: &str) -> bool {
 }
 
 /// Security headers on every answer; `no-store` on everything (API answers are personal).
+/// The content security policy forbids everything unless the route set its own (the
+/// dashboard's page).
 pub(crate) async fn security_headers(
     State(state): State<AppState>,
     req: Request,
@@ -27,12 +29,10 @@ pub(crate) async fn security_headers(
 ) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
             "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
+        ));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -32,6 +32,8 @@ pub enum Family {
     Compat(Forbidden),
     /// `/metrics`.
     Metrics,
+    /// The dashboard's page and assets (not API: no OpenAPI entry).
+    Page,
 }
 
 /// OpenAPI facts of a v1 route.

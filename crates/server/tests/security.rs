@@ -1,7 +1,8 @@
 //! Sessions, CSRF and login throttling (issue 5, "Done means" 5): the session cookie's name
 //! and flags, CSRF on cookie-authenticated changes, idle and absolute expiry, logout and
 //! password change ending sessions, and brute-force throttling per account and per address,
-//! including a spoofed `X-Forwarded-For` (believed only from configured proxies).
+//! including a spoofed `X-Forwarded-For` (believed only from configured proxies); the
+//! dashboard's content security policy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -531,5 +532,63 @@ async fn there_is_no_open_first_user_endpoint() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+/// The dashboard's page and assets: public, each with its type; the page's policy allows its
+/// own script, style and API and nothing inline; API answers keep the policy that allows
+/// nothing.
+#[tokio::test]
+async fn the_dashboard_loads_only_its_own_code() {
+    let app = app().await;
+    let page = app.send(Req::get("/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{part} in {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert!(page.text().contains("/ui/app.js"));
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let r = app.send(Req::get(path)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(
+            r.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{path}"
+        );
+        assert!(!r.body.is_empty(), "{path}");
+    }
+    let api = app.send(Req::get("/api/v1/health")).await;
+    let api_csp = api.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        api_csp.starts_with("default-src 'none'") && !api_csp.contains("script-src"),
+        "{api_csp}"
+    );
+    // An unknown asset is a 404, not the page.
+    assert_eq!(
+        app.send(Req::get("/ui/nothing.js")).await.status,
+        StatusCode::NOT_FOUND
     );
 }

@@ -245,6 +245,8 @@ impl S3Storage {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(120))
             .pool_idle_timeout(Duration::from_secs(30))
+            // A signed request is for one host: a redirect is an error to show, not follow.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("strongroom/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StorageError::Settings(format!("building the HTTP client: {e}")))?;

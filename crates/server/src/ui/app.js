@@ -1,0 +1,313 @@
+// Strongroom's dashboard: plain JavaScript over the JSON API (/api/v1), signed in with the
+// session cookie; every change sends the session's CSRF token. It shows what the API says
+// and offers only what the user's permissions allow; the server checks them again.
+// It must not put server text into the page as HTML: everything goes in with textContent.
+"use strict";
+
+const state = { csrf: null, permissions: [], events: null, timers: {} };
+
+function $(id) { return document.getElementById(id); }
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function notice(text, isError) {
+  const n = $("notice");
+  n.textContent = text;
+  n.className = isError ? "error" : "";
+  n.hidden = !text;
+}
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const resp = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (!resp.ok) {
+    const message = (data && data.error && data.error.message) || `HTTP ${resp.status}`;
+    if (resp.status === 401 && path !== "/api/v1/auth/login") showLogin();
+    throw new ApiError(resp.status, message);
+  }
+  return data;
+}
+
+function can(permission) { return state.permissions.includes(permission); }
+
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Number(n), u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+function when(iso) {
+  if (!iso) return "";
+  return iso.replace("T", " ").replace(/\.\d+/, "").replace(/(Z|\+00:00)$/, "");
+}
+
+function seconds(s) {
+  if (s === null || s === undefined) return "";
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+// ------------------------------------------------------------------ signing in and out
+
+function showLogin() {
+  stopEvents();
+  state.csrf = null;
+  $("dashboard").hidden = true;
+  $("who").hidden = true;
+  $("login").hidden = false;
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const err = $("login-error");
+  err.hidden = true;
+  try {
+    await api("POST", "/api/v1/auth/login", {
+      username: form.username.value, password: form.password.value,
+    });
+    form.password.value = "";
+    await start();
+  } catch (e) {
+    err.textContent = e.message;
+    err.hidden = false;
+  }
+}
+
+async function signOut() {
+  try { await api("POST", "/api/v1/auth/logout", {}); } catch (_) { /* signed out anyway */ }
+  showLogin();
+}
+
+// ------------------------------------------------------------------ the dashboard
+
+async function start() {
+  let me;
+  try { me = await api("GET", "/api/v1/auth/me"); } catch (e) {
+    if (e.status !== 401) notice(`Cannot reach the service: ${e.message}`, true);
+    showLogin();
+    return;
+  }
+  state.csrf = me.csrf_token;
+  state.permissions = me.permissions || [];
+  $("who-name").textContent = me.user.username;
+  $("who-role").textContent = me.user.role;
+  $("who").hidden = false;
+  $("login").hidden = true;
+  $("dashboard").hidden = false;
+  for (const section of document.querySelectorAll("[data-needs]")) {
+    section.hidden = !can(section.dataset.needs);
+  }
+  await refreshAll();
+  startEvents();
+  clearInterval(state.timers.health);
+  state.timers.health = setInterval(refreshHealth, 30000);
+}
+
+async function refreshAll() {
+  await Promise.allSettled([refreshHealth(), refreshJobs(), refreshSchedules()]);
+}
+
+function setCard(id, status, detail) {
+  const card = $(id);
+  const s = card.querySelector(".status");
+  s.textContent = status;
+  s.className = `status ${status}`;
+  const d = card.querySelector(".detail");
+  d.replaceChildren(...(Array.isArray(detail) ? detail : [detail || ""]));
+}
+
+async function refreshHealth() {
+  const [backups, databases, system] = await Promise.allSettled([
+    api("GET", "/api/v1/health/backups"),
+    api("GET", "/api/v1/health/databases"),
+    api("GET", "/api/v1/health/system"),
+  ]);
+  if (backups.status === "fulfilled") {
+    const b = backups.value;
+    const last = b.last_successful_backup ? `last success ${when(b.last_successful_backup)} UTC` : "no successful backup yet";
+    setCard("card-backups", b.status, `${b.message}; ${last}`);
+    $("recommendations").replaceChildren(
+      ...(b.recommendations || []).map((r) => el("li", {}, `${r.message} (${r.action})`)));
+  } else {
+    setCard("card-backups", "error", backups.reason.message);
+  }
+  if (databases.status === "fulfilled") {
+    const d = databases.value;
+    const items = d.databases.map((db) => el("li", {},
+      `${db.name} (${db.engine}): ${db.status}`,
+      db.error ? ` — ${db.error}` : db.size_bytes !== null ? `, ${bytes(db.size_bytes)}` : ""));
+    setCard("card-databases", d.status, items.length ? items : [el("li", {}, "no database is configured")]);
+  } else {
+    setCard("card-databases", "error", databases.reason.message);
+  }
+  if (system.status === "fulfilled") {
+    const s = system.value;
+    const r = s.repository || {};
+    const parts = [`${r.location || ""}`];
+    if (r.size_bytes !== null && r.size_bytes !== undefined) parts.push(`${bytes(r.size_bytes)} stored`);
+    if (r.disk_used_percent !== null && r.disk_used_percent !== undefined) parts.push(`disk ${r.disk_used_percent}% used`);
+    setCard("card-storage", s.status, parts.join(", "));
+    const j = s.jobs || {};
+    setCard("card-jobs", j.stuck ? "warning" : "healthy",
+      `${j.in_progress || 0} running, ${j.queued || 0} queued, ${j.stuck || 0} stuck`);
+  } else {
+    setCard("card-storage", "error", system.reason.message);
+  }
+}
+
+const BACKUP_KINDS = ["full", "database", "media"];
+
+function jobActions(job) {
+  const out = [];
+  const active = job.status === "queued" || job.status === "running";
+  if (active && can("backups:run") && !job.cancel_requested) {
+    out.push(el("button", { type: "button", onclick: () => act(`/api/v1/backups/${job.id}/cancel`, {}, `Cancel requested for job ${job.id}.`) }, "Cancel"));
+  }
+  const done = job.status === "success" || job.status === "warning";
+  if (done && BACKUP_KINDS.includes(job.kind)) {
+    if (can("backups:run")) {
+      out.push(el("button", { type: "button", onclick: () => act(`/api/v1/backups/${job.id}/verify`, { read_data: true }, `Verification of backup ${job.id} queued.`) }, "Verify"));
+      out.push(el("button", { type: "button", onclick: () => act(`/api/v1/backups/${job.id}/test-restore`, {}, `Test restore of backup ${job.id} queued.`) }, "Test restore"));
+    }
+    const snapshots = job.snapshot_ids || [];
+    if (can("backups:download") && snapshots.length === 1) {
+      out.push(el("a", { class: "button", href: `/api/v1/backups/${job.id}/download` }, "Download"));
+    } else if (can("backups:download")) {
+      // A full backup has a part per source: a download each.
+      for (const id of snapshots) {
+        out.push(el("a", { class: "button", href: `/api/v1/backups/${job.id}/download?snapshot=${encodeURIComponent(id)}` }, `Download ${id.slice(0, 8)}`));
+      }
+    }
+  }
+  return out;
+}
+
+function jobRow(job) {
+  let detail = job.error_message || "";
+  let status = el("span", { class: job.status }, job.status);
+  if (job.status === "running" && job.progress) {
+    const p = job.progress;
+    const bar = p.bytes_total ? el("progress", { max: String(p.bytes_total), value: String(p.bytes_done || 0) }) : null;
+    status = el("span", {}, el("span", { class: "running" }, "running"), " ", bar);
+    detail = `${p.phase || ""}${p.bytes_done ? `, ${bytes(p.bytes_done)}` : ""}${p.eta_seconds ? `, about ${seconds(p.eta_seconds)} left` : ""}`;
+  }
+  return el("tr", { "data-job": String(job.id) },
+    el("td", { class: "num" }, job.id),
+    el("td", {}, job.kind),
+    el("td", {}, job.source || ""),
+    el("td", {}, status),
+    el("td", {}, when(job.created_at)),
+    el("td", { class: "num" }, seconds(job.duration_seconds)),
+    el("td", { class: "num" }, bytes(job.bytes_stored)),
+    el("td", {}, el("div", { class: "msg" }, detail)),
+    el("td", {}, ...jobActions(job)));
+}
+
+async function refreshJobs() {
+  const list = await api("GET", "/api/v1/backups?limit=25");
+  const rows = list.items.map(jobRow);
+  if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: "9" }, "No jobs yet.")));
+  $("job-rows").replaceChildren(...rows);
+}
+
+function scheduleRow(s) {
+  const actions = [];
+  if (can("backups:run")) {
+    actions.push(el("button", { type: "button", onclick: () => act(`/api/v1/schedules/${s.id}/run-now`, {}, `Schedule ${s.name} queued.`) }, "Run now"));
+    const verb = s.enabled ? "disable" : "enable";
+    actions.push(el("button", { type: "button", onclick: () => act(`/api/v1/schedules/${s.id}/${verb}`, {}, `Schedule ${s.name} ${verb}d.`) }, s.enabled ? "Disable" : "Enable"));
+  }
+  return el("tr", { "data-schedule": s.name },
+    el("td", {}, s.name),
+    el("td", {}, s.kind),
+    el("td", {}, `${s.when} (${s.timezone})`),
+    el("td", {}, s.enabled ? when(s.next_run_at) : "—"),
+    el("td", {}, el("span", { class: s.last_outcome || "" }, s.last_outcome || "never run")),
+    el("td", {}, s.enabled ? "yes" : "no"),
+    el("td", {}, ...actions));
+}
+
+async function refreshSchedules() {
+  const list = await api("GET", "/api/v1/schedules");
+  const rows = list.items.map(scheduleRow);
+  if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: "7" }, "No schedules.")));
+  $("schedule-rows").replaceChildren(...rows);
+}
+
+async function act(path, body, done) {
+  try {
+    await api("POST", path, body);
+    notice(done, false);
+  } catch (e) {
+    notice(e.message, true);
+  }
+  await refreshAll();
+}
+
+async function backupNow(kind) {
+  await act("/api/v1/backups", { kind, verify: $("verify-after").checked },
+    `${kind[0].toUpperCase()}${kind.slice(1)} backup queued.`);
+}
+
+// ------------------------------------------------------------------ live updates
+
+function later(name, fn, ms) {
+  clearTimeout(state.timers[name]);
+  state.timers[name] = setTimeout(fn, ms);
+}
+
+function startEvents() {
+  stopEvents();
+  if (!window.EventSource) return;
+  const es = new EventSource("/api/v1/events");
+  es.addEventListener("job", () => {
+    later("jobs", () => refreshJobs().catch(() => {}), 300);
+    later("health", () => refreshHealth().catch(() => {}), 1000);
+    later("schedules", () => refreshSchedules().catch(() => {}), 1000);
+  });
+  state.events = es;
+}
+
+function stopEvents() {
+  if (state.events) state.events.close();
+  state.events = null;
+  clearInterval(state.timers.health);
+  for (const name of ["jobs", "health", "schedules"]) clearTimeout(state.timers[name]);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", signIn);
+  $("logout").addEventListener("click", signOut);
+  for (const b of document.querySelectorAll("[data-backup]")) {
+    b.addEventListener("click", () => backupNow(b.dataset.backup));
+  }
+  start();
+});
