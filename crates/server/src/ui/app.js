@@ -198,6 +198,9 @@ function jobActions(job) {
       out.push(el("button", { type: "button", onclick: () => act(`/api/v1/backups/${job.id}/test-restore`, {}, `Test restore of backup ${job.id} queued.`) }, "Test restore"));
     }
     const snapshots = job.snapshot_ids || [];
+    if (can("backups:restore")) {
+      out.push(el("button", { type: "button", onclick: () => openRestore(job.id) }, "Restore…"));
+    }
     if (can("backups:download") && snapshots.length === 1) {
       out.push(el("a", { class: "button", href: `/api/v1/backups/${job.id}/download` }, "Download"));
     } else if (can("backups:download")) {
@@ -210,8 +213,24 @@ function jobActions(job) {
   return out;
 }
 
+// What a finished job's metadata says that a user wants to know: where a restore went and
+// the safety backups taken first; what a retention run kept and removed.
+function jobDetail(job) {
+  if (job.error_message) return job.error_message;
+  const result = (job.metadata && job.metadata.result) || {};
+  const parts = [];
+  for (const s of result.safety_backups || []) {
+    parts.push(s.snapshot ? `safety backup of ${s.source}: ${s.snapshot.slice(0, 8)}` : `${s.source}: ${s.note || "no safety backup"}`);
+  }
+  for (const r of result.restored || []) {
+    if (r.target) parts.push(`restored ${r.source || ""} to ${r.target}`);
+  }
+  if (typeof result.summary === "string") parts.push(result.summary);
+  return parts.join("; ");
+}
+
 function jobRow(job) {
-  let detail = job.error_message || "";
+  let detail = jobDetail(job);
   let status = el("span", { class: job.status }, job.status);
   if (job.status === "running" && job.progress) {
     const p = job.progress;
@@ -277,6 +296,63 @@ async function backupNow(kind) {
     `${kind[0].toUpperCase()}${kind.slice(1)} backup queued.`);
 }
 
+// ------------------------------------------------------------------ restore
+// Two steps, as the API requires: a preview (what would be created or replaced, and a
+// short-lived confirmation token), then the restore with that token. Replacing live data
+// also needs the word REPLACE typed.
+
+const restore = { id: null, token: null, replace: false };
+
+function openRestore(id) {
+  restore.id = id;
+  restore.token = null;
+  $("restore-id").textContent = `#${id}`;
+  $("restore-plan").hidden = true;
+  $("restore").hidden = false;
+  $("restore").scrollIntoView();
+}
+
+function closeRestore() {
+  restore.id = null;
+  restore.token = null;
+  $("restore").hidden = true;
+}
+
+function confirmable() {
+  const typed = $("restore-typed").value.trim() === "REPLACE";
+  $("restore-confirm").disabled = !restore.token || (restore.replace && !typed);
+}
+
+async function previewRestore(ev) {
+  ev.preventDefault();
+  restore.replace = ev.target.mode.value === "replace";
+  try {
+    const plan = await api("POST", `/api/v1/backups/${restore.id}/restore/preview`, { replace: restore.replace });
+    restore.token = plan.confirmation_token;
+    const targets = [
+      ...plan.will_replace.map((t) => el("li", { class: "error" }, `replaces ${t.type} ${t.source}: ${t.target}`)),
+      ...plan.will_create.map((t) => el("li", {}, `creates ${t.type} ${t.source}: ${t.target}`)),
+    ];
+    $("restore-targets").replaceChildren(...targets);
+    $("restore-summary").textContent = plan.replace
+      ? `This replaces live data${plan.safety_backup ? " after a safety backup of it" : ""}. The confirmation expires at ${when(plan.expires_at)} UTC.`
+      : `This creates copies beside the live data. The confirmation expires at ${when(plan.expires_at)} UTC.`;
+    $("restore-typed").value = "";
+    $("restore-typed-label").hidden = !plan.replace;
+    $("restore-plan").hidden = false;
+    confirmable();
+  } catch (e) {
+    notice(e.message, true);
+  }
+}
+
+async function confirmRestore() {
+  const id = restore.id;
+  const body = { confirmation_token: restore.token };
+  closeRestore();
+  await act(`/api/v1/backups/${id}/restore`, body, `Restore of backup ${id} queued.`);
+}
+
 // ------------------------------------------------------------------ live updates
 
 function later(name, fn, ms) {
@@ -306,6 +382,10 @@ function stopEvents() {
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", signIn);
   $("logout").addEventListener("click", signOut);
+  $("restore-form").addEventListener("submit", previewRestore);
+  $("restore-close").addEventListener("click", closeRestore);
+  $("restore-typed").addEventListener("input", confirmable);
+  $("restore-confirm").addEventListener("click", confirmRestore);
   for (const b of document.querySelectorAll("[data-backup]")) {
     b.addEventListener("click", () => backupNow(b.dataset.backup));
   }
