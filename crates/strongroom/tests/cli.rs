@@ -829,6 +829,136 @@ fn s3_repository_end_to_end() {
     check_failure(&o, &["snapshots"], &["--repo"]);
 }
 
+/// An s3:// repository behind a fault-injecting proxy, or `None` (said) without a test server.
+fn s3_behind_proxy(
+    faults: strongroom_testkit::s3_proxy::Faults,
+    seed: u64,
+) -> Option<(Env, strongroom_testkit::s3_proxy::FaultProxy)> {
+    let mut e = Env::bare_s3()?;
+    let (url, upstream) = e.remote.clone().unwrap();
+    let proxy = strongroom_testkit::s3_proxy::FaultProxy::start(&upstream, faults, seed);
+    e.remote = Some((url, proxy.endpoint.clone()));
+    Some((e, proxy))
+}
+
+/// Object-store faults (reliability plan C5): with 10 % of requests answered `503 SlowDown`
+/// and 3 % of GET bodies cut off mid-way, backups, verify --read-data, restores and
+/// forget --prune all succeed (the client retries), and what they leave verifies.
+#[test]
+fn s3_backups_survive_transient_server_errors() {
+    use strongroom_testkit::s3_proxy::Faults;
+    let seed = seed("s3_backups_survive_transient_server_errors");
+    let faults = Faults {
+        server_error_per_mille: 100,
+        truncate_get_per_mille: 30,
+        ..Faults::default()
+    };
+    let Some((e, proxy)) = s3_behind_proxy(faults, seed) else {
+        return;
+    };
+    let mut rng = Rng::new(seed);
+    e.init(&[]);
+    let media = e.path("media");
+    make_tree(&media, &mut rng);
+    let mut ids = Vec::new();
+    for round in 0..4 {
+        std::fs::write(media.join(format!("round-{round}.bin")), rng.bytes(700_000)).unwrap();
+        ids.push(e.backup(&["--path", media.to_str().unwrap()]));
+    }
+    let expected = scan(&media);
+    e.verify();
+    let t = e.path("restored");
+    e.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_same(&expected, &scan_children(&t), "restore through faults");
+    e.ok(&["forget", "--keep-last", "2", "--prune"]);
+    assert_eq!(e.snapshot_ids().len(), 2);
+    e.verify();
+    assert!(
+        proxy.injected() >= 10,
+        "too few faults were injected to mean anything: {} of {} requests",
+        proxy.injected(),
+        proxy.forwarded()
+    );
+    eprintln!(
+        "{} faults injected over {} forwarded requests",
+        proxy.injected(),
+        proxy.forwarded()
+    );
+}
+
+/// A server that acknowledges pack uploads it does not keep: the backup fails (the write's
+/// check finds no object) and commits no snapshot; the repository still verifies.
+#[test]
+fn s3_a_lost_write_fails_the_backup_and_commits_nothing() {
+    use strongroom_testkit::s3_proxy::Faults;
+    let seed = seed("s3_a_lost_write_fails_the_backup_and_commits_nothing");
+    let Some((e, proxy)) = s3_behind_proxy(Faults::default(), seed) else {
+        return;
+    };
+    let mut rng = Rng::new(seed);
+    e.init(&[]);
+    let media = e.path("media");
+    make_tree(&media, &mut rng);
+    let first = e.backup(&["--path", media.to_str().unwrap()]);
+    proxy.set_faults(Faults {
+        lose_puts_containing: Some("/data/".into()),
+        ..Faults::default()
+    });
+    std::fs::write(media.join("new.bin"), rng.bytes(900_000)).unwrap();
+    e.fails(
+        &["backup", "--path", media.to_str().unwrap()],
+        &["acknowledged the write", "does not have the object"],
+    );
+    assert!(proxy.injected() > 0);
+    proxy.set_faults(Faults::default());
+    assert_eq!(e.snapshot_ids(), vec![first.clone()]);
+    e.verify();
+    // Once the server keeps what it is sent, the next backup succeeds.
+    let second = e.backup(&["--path", media.to_str().unwrap()]);
+    assert_ne!(second, first);
+    e.verify();
+}
+
+/// Listings in pages of 2 keys work end to end; when a later page fails, forget --prune
+/// fails and deletes nothing (restic #4612, kopia #552).
+#[test]
+fn s3_a_listing_that_fails_midway_deletes_nothing() {
+    use strongroom_testkit::s3_proxy::Faults;
+    let seed = seed("s3_a_listing_that_fails_midway_deletes_nothing");
+    let paged = Faults {
+        list_max_keys: Some(2),
+        ..Faults::default()
+    };
+    let Some((e, proxy)) = s3_behind_proxy(paged.clone(), seed) else {
+        return;
+    };
+    let mut rng = Rng::new(seed);
+    e.init(&[]);
+    let media = e.path("media");
+    std::fs::create_dir(&media).unwrap();
+    for round in 0..5 {
+        std::fs::write(media.join(format!("r{round}.bin")), rng.bytes(300_000)).unwrap();
+        e.backup(&["--path", media.to_str().unwrap()]);
+    }
+    let ids = e.snapshot_ids();
+    assert_eq!(ids.len(), 5, "every page of 2 was followed");
+    e.verify();
+    proxy.set_faults(Faults {
+        fail_later_list_pages: true,
+        ..paged.clone()
+    });
+    e.fails(&["forget", "--keep-last", "1", "--prune"], &["attempts"]);
+    e.fails(&["prune"], &["attempts"]);
+    assert!(proxy.injected() > 0);
+    proxy.set_faults(paged);
+    assert_eq!(e.snapshot_ids(), ids, "nothing was forgotten");
+    e.verify();
+    for id in &ids {
+        let t = e.path(&format!("restore-{}", &id[..8]));
+        e.ok(&["restore", id, "--target", t.to_str().unwrap()]);
+    }
+}
+
 /// verify, verify --read-data, and --read-data-subset 10%: ten runs read every pack once.
 #[test]
 fn verify_read_data_and_rotating_subset() {

@@ -1,7 +1,10 @@
 //! Helpers shared by the test suites of several crates: a folder of fake and real tools to
-//! put on a source's search path. For tests only: it panics on any failure, and no crate may
+//! put on a source's search path, and a fault-injecting proxy in front of an S3 server
+//! ([`s3_proxy`]). For tests only: it panics on any failure, and no crate may
 //! depend on it outside `[dev-dependencies]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod s3_proxy;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,9 @@
 //! `data/<first two characters>/<name>`, `index/…`, `snapshots/…`, `locks/…`), so a
 //! repository copied between a folder and a bucket with any sync tool stays a repository.
 //! Writes are conditional (`If-None-Match: *`), so a name that exists is never replaced;
-//! every body is signed with its SHA-256, so the server refuses one damaged on the way.
-//! Transient failures (connection errors, 5xx, 429) are retried with backoff.
+//! every body is signed with its SHA-256, so the server refuses one damaged on the way, and
+//! every acknowledged write is checked with a `HEAD` (present, with its size) before the
+//! write returns. Transient failures (connection errors, 5xx, 429) are retried with backoff.
 //!
 //! What it must not do: print a secret (credentials are redacted from `Debug`, and never
 //! part of a URL or an error), or report success for a write the server did not confirm.
@@ -228,8 +229,8 @@ struct Answer {
     status: StatusCode,
     headers: reqwest::header::HeaderMap,
     body: Bytes,
-    /// Whether an earlier attempt of the same call was sent (and may have taken effect).
-    retried: bool,
+    /// How many attempts were sent (more than one: an earlier one may have taken effect).
+    attempts: u32,
 }
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -369,7 +370,7 @@ impl S3Storage {
                         status,
                         headers,
                         body,
-                        retried: attempt > 0,
+                        attempts: attempt + 1,
                     });
                 }
                 Err(e) => last_error = e,
@@ -419,7 +420,7 @@ impl S3Storage {
             }
             _ => String::new(),
         };
-        let detail = match (body.code.is_empty(), body.message.is_empty()) {
+        let mut detail = match (body.code.is_empty(), body.message.is_empty()) {
             (true, _) => format!("HTTP {}{hint}", answer.status),
             (false, true) => format!("HTTP {}: {}{hint}", answer.status, body.code),
             (false, false) => format!(
@@ -427,6 +428,9 @@ impl S3Storage {
                 answer.status, body.code, body.message
             ),
         };
+        if answer.attempts > 1 {
+            detail.push_str(&format!(" (after {} attempts)", answer.attempts));
+        }
         StorageError::Remote {
             context: format!("{what} ({})", self.location()),
             detail,
@@ -697,11 +701,27 @@ impl Storage for S3Storage {
             })
             .await?;
         match answer.status {
-            s if s.is_success() => Ok(()),
+            // An acknowledgement is checked: the object must be there, whole. A server (or a
+            // proxy) that answers 200 for a write it lost or cut short is caught here, before
+            // anything that refers to the object is written.
+            s if s.is_success() => match self.head(&key, &what).await? {
+                Some(size) if size == data.len() as u64 => Ok(()),
+                found => Err(StorageError::Remote {
+                    context: format!("{what} ({})", self.location()),
+                    detail: format!(
+                        "the server acknowledged the write of {} bytes but {}",
+                        data.len(),
+                        match found {
+                            Some(size) => format!("holds {size} bytes"),
+                            None => "does not have the object".to_owned(),
+                        }
+                    ),
+                }),
+            },
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
                 // After a retry the object may be our own first attempt, which landed
                 // although its answer was lost: the same bytes mean the write is done.
-                if answer.retried
+                if answer.attempts > 1
                     && let Ok(existing) = self.read(kind, name).await
                     && existing == data
                 {
