@@ -79,6 +79,8 @@ function seconds(s) {
 function showLogin() {
   stopEvents();
   state.csrf = null;
+  $("token-secret").hidden = true;
+  $("token-secret").querySelector("code").textContent = "";
   $("dashboard").hidden = true;
   $("who").hidden = true;
   $("login").hidden = false;
@@ -117,6 +119,7 @@ async function start() {
   }
   state.csrf = me.csrf_token;
   state.permissions = me.permissions || [];
+  state.me = me.user.id;
   $("who-name").textContent = me.user.username;
   $("who-role").textContent = me.user.role;
   $("who").hidden = false;
@@ -132,7 +135,9 @@ async function start() {
 }
 
 async function refreshAll() {
-  await Promise.allSettled([refreshHealth(), refreshJobs(), refreshSchedules()]);
+  const work = [refreshHealth(), refreshJobs(), refreshSchedules()];
+  if (can("users:manage")) work.push(refreshUsers());
+  await Promise.allSettled(work);
 }
 
 function setCard(id, status, detail) {
@@ -281,19 +286,104 @@ async function refreshSchedules() {
   $("schedule-rows").replaceChildren(...rows);
 }
 
-async function act(path, body, done) {
+async function act(path, body, done, method) {
+  let ok = false;
   try {
-    await api("POST", path, body);
+    await api(method || "POST", path, body);
     notice(done, false);
+    ok = true;
   } catch (e) {
     notice(e.message, true);
   }
   await refreshAll();
+  return ok;
 }
 
 async function backupNow(kind) {
   await act("/api/v1/backups", { kind, verify: $("verify-after").checked },
     `${kind[0].toUpperCase()}${kind.slice(1)} backup queued.`);
+}
+
+// ------------------------------------------------------------------ users and tokens
+
+const users = { byId: new Map() };
+
+function userRow(u, me) {
+  const role = el("select", { "aria-label": `role of ${u.username}` },
+    ...["viewer", "staff", "admin"].map((r) => {
+      const o = el("option", { value: r }, r);
+      if (r === u.role) o.selected = true;
+      return o;
+    }));
+  role.addEventListener("change", () => act(`/api/v1/users/${u.id}`, { role: role.value }, `${u.username} is now ${role.value}.`, "PUT"));
+  const actions = [];
+  if (u.id !== me) {
+    actions.push(el("button", { type: "button", onclick: () => act(`/api/v1/users/${u.id}`, { disabled: !u.disabled }, `${u.username} ${u.disabled ? "enabled" : "disabled"}.`, "PUT") }, u.disabled ? "Enable" : "Disable"));
+    actions.push(el("button", { type: "button", onclick: () => {
+      if (window.confirm(`Delete user ${u.username}, with their tokens and sessions?`)) {
+        act(`/api/v1/users/${u.id}`, undefined, `${u.username} deleted.`, "DELETE");
+      }
+    } }, "Delete"));
+  } else {
+    role.disabled = true;
+  }
+  return el("tr", { "data-user": u.username },
+    el("td", {}, u.username), el("td", {}, role),
+    el("td", {}, el("span", { class: u.disabled ? "failed" : "success" }, u.disabled ? "disabled" : "active")),
+    el("td", {}, when(u.created_at)), el("td", {}, ...actions));
+}
+
+function tokenRow(t) {
+  const owner = users.byId.get(t.user_id);
+  return el("tr", { "data-token": t.name },
+    el("td", {}, t.name), el("td", {}, owner ? owner.username : `#${t.user_id}`),
+    el("td", {}, when(t.created_at)), el("td", {}, when(t.expires_at) || "never"),
+    el("td", {}, when(t.last_used_at) || "never"),
+    el("td", {}, el("button", { type: "button", onclick: () => {
+      if (window.confirm(`Revoke token ${t.name}? Whatever uses it stops working.`)) {
+        act(`/api/v1/tokens/${t.id}`, undefined, `Token ${t.name} revoked.`, "DELETE");
+      }
+    } }, "Revoke")));
+}
+
+async function refreshUsers() {
+  const [list, tokens] = await Promise.all([api("GET", "/api/v1/users"), api("GET", "/api/v1/tokens")]);
+  const me = state.me;
+  users.byId = new Map(list.items.map((u) => [u.id, u]));
+  $("user-rows").replaceChildren(...list.items.map((u) => userRow(u, me)));
+  const live = tokens.items.filter((t) => !t.revoked);
+  $("token-rows").replaceChildren(...(live.length ? live.map(tokenRow) : [el("tr", {}, el("td", { colspan: "6" }, "No tokens."))]));
+  const chosen = $("token-user").value;
+  $("token-user").replaceChildren(...list.items.filter((u) => !u.disabled).map((u) => el("option", { value: String(u.id) }, `${u.username} (${u.role})`)));
+  if (chosen) $("token-user").value = chosen;
+}
+
+async function addUser(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const name = f.username.value;
+  const ok = await act("/api/v1/users", { username: name, role: f.role.value, password: f.password.value }, `User ${name} added.`);
+  if (ok) f.reset();
+}
+
+async function createToken(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const box = $("token-secret");
+  box.hidden = true;
+  try {
+    const made = await api("POST", "/api/v1/tokens", {
+      name: f.name.value, user_id: Number(f.user_id.value), expires_in_days: Number(f.days.value),
+    });
+    box.querySelector("span").textContent = `Token ${made.info.name} (copy it now, it is not shown again):`;
+    box.querySelector("code").textContent = made.token;
+    box.hidden = false;
+    f.name.value = "";
+    notice("", false);
+  } catch (e) {
+    notice(e.message, true);
+  }
+  await refreshUsers().catch(() => {});
 }
 
 // ------------------------------------------------------------------ restore
@@ -383,6 +473,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", signIn);
   $("logout").addEventListener("click", signOut);
   $("restore-form").addEventListener("submit", previewRestore);
+  $("user-form").addEventListener("submit", addUser);
+  $("token-form").addEventListener("submit", createToken);
   $("restore-close").addEventListener("click", closeRestore);
   $("restore-typed").addEventListener("input", confirmable);
   $("restore-confirm").addEventListener("click", confirmRestore);
