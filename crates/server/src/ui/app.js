@@ -137,6 +137,7 @@ async function start() {
 async function refreshAll() {
   const work = [refreshHealth(), refreshJobs(), refreshSchedules()];
   if (can("users:manage")) work.push(refreshUsers());
+  if (can("audit:read")) work.push(refreshAudit());
   await Promise.allSettled(work);
 }
 
@@ -269,6 +270,14 @@ function scheduleRow(s) {
     const verb = s.enabled ? "disable" : "enable";
     actions.push(el("button", { type: "button", onclick: () => act(`/api/v1/schedules/${s.id}/${verb}`, {}, `Schedule ${s.name} ${verb}d.`) }, s.enabled ? "Disable" : "Enable"));
   }
+  if (can("schedules:write")) {
+    actions.push(el("button", { type: "button", onclick: () => editSchedule(s) }, "Change"));
+    actions.push(el("button", { type: "button", onclick: () => {
+      if (window.confirm(`Delete schedule ${s.name}? Its past jobs stay.`)) {
+        act(`/api/v1/schedules/${s.id}`, undefined, `Schedule ${s.name} deleted.`, "DELETE");
+      }
+    } }, "Delete"));
+  }
   return el("tr", { "data-schedule": s.name },
     el("td", {}, s.name),
     el("td", {}, s.kind),
@@ -302,6 +311,55 @@ async function act(path, body, done, method) {
 async function backupNow(kind) {
   await act("/api/v1/backups", { kind, verify: $("verify-after").checked },
     `${kind[0].toUpperCase()}${kind.slice(1)} backup queued.`);
+}
+
+// The schedule form adds a schedule, or changes the one chosen with "Change".
+let editing = null;
+
+function editSchedule(s) {
+  const f = $("schedule-form");
+  editing = s.id;
+  $("schedule-form-title").textContent = `Change schedule ${s.name}`;
+  f.name.value = s.name;
+  f.kind.value = s.kind;
+  f.when.value = s.when;
+  f.timezone.value = s.timezone;
+  const r = s.retention || {};
+  for (const k of ["keep_daily", "keep_weekly", "keep_monthly"]) f[k].value = r[k] ?? "";
+  f.verify_after.checked = !!s.verify_after;
+  f.test_restore.checked = !!s.test_restore;
+  f.scrollIntoView();
+}
+
+function newSchedule() {
+  editing = null;
+  $("schedule-form").reset();
+  $("schedule-form-title").textContent = "Add a schedule";
+}
+
+async function saveSchedule(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const retention = {};
+  for (const k of ["keep_daily", "keep_weekly", "keep_monthly"]) {
+    if (f[k].value !== "") retention[k] = Number(f[k].value);
+  }
+  const body = {
+    name: f.name.value, kind: f.kind.value, when: f.when.value, timezone: f.timezone.value || "UTC",
+    verify_after: f.verify_after.checked, test_restore: f.test_restore.checked,
+  };
+  if (Object.keys(retention).length) body.retention = retention;
+  const ok = editing === null
+    ? await act("/api/v1/schedules", body, `Schedule ${body.name} added.`)
+    : await act(`/api/v1/schedules/${editing}`, body, `Schedule ${body.name} changed.`, "PUT");
+  if (ok) newSchedule();
+}
+
+async function refreshAudit() {
+  const list = await api("GET", "/api/v1/audit?limit=50");
+  $("audit-rows").replaceChildren(...list.items.map((a) => el("tr", {},
+    el("td", {}, when(a.at)), el("td", {}, a.actor), el("td", {}, a.action),
+    el("td", {}, a.target || ""), el("td", {}, a.ip || ""))));
 }
 
 // ------------------------------------------------------------------ users and tokens
@@ -474,6 +532,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", signOut);
   $("restore-form").addEventListener("submit", previewRestore);
   $("user-form").addEventListener("submit", addUser);
+  $("schedule-form").addEventListener("submit", saveSchedule);
+  $("schedule-form-reset").addEventListener("click", newSchedule);
   $("token-form").addEventListener("submit", createToken);
   $("restore-close").addEventListener("click", closeRestore);
   $("restore-typed").addEventListener("input", confirmable);
