@@ -24,7 +24,7 @@ use crate::util::{f, py_iso, py_iso_opt, round};
 /// Disk usage of the repository.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct DiskUsage {
-    /// Bytes under the repository folder (local repositories only).
+    /// Bytes under the repository folder, or of every object in a bucket.
     pub(crate) repository_bytes: Option<u64>,
     /// Size of the file system holding it.
     pub(crate) fs_total: Option<u64>,
@@ -88,12 +88,19 @@ pub(crate) async fn disk_usage(state: &AppState) -> DiskUsage {
     {
         return u;
     }
-    let Some(dir) = state.repository_path() else {
-        return DiskUsage::default();
+    let u = match state.repository_path() {
+        Some(dir) => tokio::task::spawn_blocking(move || measure(&dir))
+            .await
+            .unwrap_or_default(),
+        // Not a local folder (an S3 bucket): the size from the storage's listing; no disk.
+        None => match &state.inner.repo {
+            Some(repo) => DiskUsage {
+                repository_bytes: repo.stored_bytes().await.ok(),
+                ..DiskUsage::default()
+            },
+            None => DiskUsage::default(),
+        },
     };
-    let u = tokio::task::spawn_blocking(move || measure(&dir))
-        .await
-        .unwrap_or_default();
     if let Ok(mut g) = state.inner.caches.disk.lock() {
         *g = Some((Instant::now(), u));
     }

@@ -87,6 +87,15 @@ pub trait RepoAccess: Send + Sync {
     /// Writes the snapshot's export to `out` and returns the bytes written. Implementations
     /// must write from a blocking thread (`out` may block while the client is slow).
     async fn export(&self, id: &str, out: Box<dyn Write + Send>) -> Result<u64, RepoAccessError>;
+
+    /// The bytes of every object the repository holds, from its storage's listing: the size
+    /// of a repository that is not a local folder (an S3 bucket). Implementations without a
+    /// storage to list say so with an error (the size is then shown as unknown).
+    async fn stored_bytes(&self) -> Result<u64, RepoAccessError> {
+        Err(RepoAccessError::Failed(
+            "this repository access cannot list its storage".into(),
+        ))
+    }
 }
 
 /// [`RepoAccess`] over an open repository.
@@ -113,6 +122,19 @@ fn map_err(e: RepoError) -> RepoAccessError {
 
 #[async_trait]
 impl RepoAccess for RepositoryAccess {
+    async fn stored_bytes(&self) -> Result<u64, RepoAccessError> {
+        let storage = self.repo.storage();
+        let mut total = 0u64;
+        for kind in strongroom_storage::Kind::ALL {
+            let listed = storage
+                .list(kind)
+                .await
+                .map_err(|e| RepoAccessError::Failed(e.to_string()))?;
+            total += listed.iter().map(|o| o.size).sum::<u64>();
+        }
+        Ok(total)
+    }
+
     async fn snapshot(&self, id: &str) -> Result<SnapshotInfo, RepoAccessError> {
         let (id, snap) = self.repo.find_snapshot(id).await.map_err(map_err)?;
         Ok(SnapshotInfo {
@@ -177,5 +199,48 @@ impl Write for ChannelWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strongroom_repo::InitOptions;
+    use strongroom_repo::crypto::KdfParams;
+    use strongroom_storage::memory::MemoryStorage;
+    use strongroom_storage::{Kind, Storage};
+
+    #[tokio::test]
+    async fn stored_bytes_is_the_sum_of_every_object() {
+        let mem = MemoryStorage::new();
+        let storage: Arc<dyn Storage> = Arc::new(mem.clone());
+        let repo = Repository::init(
+            Arc::clone(&storage),
+            b"stored bytes test",
+            InitOptions {
+                kdf: KdfParams::MINIMUM,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let access = RepositoryAccess::new(Arc::new(repo));
+        let mut expected = 0;
+        for kind in Kind::ALL {
+            expected += storage
+                .list(kind)
+                .await
+                .unwrap()
+                .iter()
+                .map(|o| o.size)
+                .sum::<u64>();
+        }
+        assert!(expected > 0, "a new repository has a config and a key");
+        assert_eq!(access.stored_bytes().await.unwrap(), expected);
+        storage
+            .write(Kind::Pack, "abcdef", bytes::Bytes::from(vec![7u8; 1000]))
+            .await
+            .unwrap();
+        assert_eq!(access.stored_bytes().await.unwrap(), expected + 1000);
     }
 }

@@ -143,6 +143,8 @@ pub struct Setup {
     pub trusted_proxies: Vec<String>,
     pub options: Option<OptionsHook>,
     pub repo: Option<Arc<dyn strongroom_server::RepoAccess>>,
+    /// `[repository] url` instead of the local folder (e.g. an `s3://` location).
+    pub repository_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -153,6 +155,7 @@ impl Default for Setup {
             trusted_proxies: Vec::new(),
             options: None,
             repo: None,
+            repository_url: None,
         }
     }
 }
@@ -183,7 +186,7 @@ catalog = "sqlite://{catalog}"
 timezone = "Asia/Manila"
 
 [repository]
-path = "{repo}"
+{location}
 password = "{REPO_PASSWORD}"
 
 [[database]]
@@ -213,7 +216,10 @@ session_idle_timeout = "30m"
 session_absolute_timeout = "12h"
 "#,
         catalog = dir.path().join("catalog.db").display(),
-        repo = repo_dir.display(),
+        location = match &setup.repository_url {
+            Some(url) => format!("url = \"{url}\""),
+            None => format!("path = \"{}\"", repo_dir.display()),
+        },
         media = dir.path().join("media").display(),
     );
     let env: [(&str, &str); 0] = [];
