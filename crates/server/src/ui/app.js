@@ -79,6 +79,7 @@ function seconds(s) {
 function showLogin() {
   stopEvents();
   state.csrf = null;
+  state.settingsLoaded = false;
   $("token-secret").hidden = true;
   $("token-secret").querySelector("code").textContent = "";
   $("dashboard").hidden = true;
@@ -138,6 +139,7 @@ async function refreshAll() {
   const work = [refreshHealth(), refreshJobs(), refreshSchedules()];
   if (can("users:manage")) work.push(refreshUsers());
   if (can("audit:read")) work.push(refreshAudit());
+  if (can("settings:write") && !state.settingsLoaded) work.push(loadSettings());
   await Promise.allSettled(work);
 }
 
@@ -355,6 +357,40 @@ async function saveSchedule(ev) {
   if (ok) newSchedule();
 }
 
+// Settings are read once per sign-in (not on every refresh, which would undo typing).
+async function loadSettings() {
+  const s = (await api("GET", "/api/v1/settings")).settings;
+  const f = $("settings-form");
+  f.alert_emails.value = (s.alert_emails || []).join("\n");
+  f.stuck_after_minutes.value = s.stuck_after_minutes;
+  state.settingsLoaded = true;
+}
+
+async function saveSettings(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const emails = f.alert_emails.value.split(/[\s,;]+/).filter((e) => e);
+  const ok = await act("/api/v1/settings", {
+    alert_emails: emails, stuck_after_minutes: Number(f.stuck_after_minutes.value),
+  }, "Settings saved.", "PUT");
+  if (ok) await loadSettings().catch(() => {});
+}
+
+async function changePassword(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  try {
+    await api("POST", "/api/v1/auth/password", {
+      current_password: f.current_password.value, new_password: f.new_password.value,
+    });
+    f.reset();
+    showLogin();
+    notice("Password changed: every session of yours has ended; sign in with the new one.", false);
+  } catch (e) {
+    notice(e.message, true);
+  }
+}
+
 async function refreshAudit() {
   const list = await api("GET", "/api/v1/audit?limit=50");
   $("audit-rows").replaceChildren(...list.items.map((a) => el("tr", {},
@@ -533,6 +569,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("restore-form").addEventListener("submit", previewRestore);
   $("user-form").addEventListener("submit", addUser);
   $("schedule-form").addEventListener("submit", saveSchedule);
+  $("settings-form").addEventListener("submit", saveSettings);
+  $("password-form").addEventListener("submit", changePassword);
   $("schedule-form-reset").addEventListener("click", newSchedule);
   $("token-form").addEventListener("submit", createToken);
   $("restore-close").addEventListener("click", closeRestore);
