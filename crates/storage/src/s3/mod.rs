@@ -406,7 +406,19 @@ impl S3Storage {
     /// The error for an answer that is not one the caller expected.
     fn unexpected(&self, what: &str, answer: &Answer) -> StorageError {
         let body = xml::error_body(&String::from_utf8_lossy(&answer.body));
+        // AWS names the bucket's region in a header (a HEAD's answer has no body to read).
+        let bucket_region = answer
+            .headers
+            .get("x-amz-bucket-region")
+            .and_then(|v| v.to_str().ok())
+            .filter(|r| *r != self.settings.region);
         let hint = match (answer.status.as_u16(), body.code.as_str()) {
+            _ if bucket_region.is_some() => format!(
+                " (bucket {} is in region {r}, not {}: set AWS_REGION={r})",
+                self.settings.bucket,
+                self.settings.region,
+                r = bucket_region.unwrap_or_default()
+            ),
             (_, "NoSuchBucket") => format!(
                 " (bucket {} does not exist: `strongroom init` creates it)",
                 self.settings.bucket
@@ -947,6 +959,57 @@ mod tests {
         assert!(waits[0] >= Duration::from_millis(200) && waits[0] < Duration::from_millis(400));
         assert!(waits[2] >= Duration::from_millis(800));
         assert!(waits.iter().all(|w| *w <= Duration::from_secs(5)));
+    }
+
+    fn answer(status: u16, headers: &[(&'static str, &'static str)], body: &str) -> Answer {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, reqwest::header::HeaderValue::from_static(v));
+        }
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: h,
+            body: Bytes::from(body.to_owned()),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn errors_say_what_to_fix() {
+        let s = store(true, "p");
+        let text = |a: &Answer| s.unexpected("reading x", a).to_string();
+        // A HEAD in the wrong region: no body, the region in a header.
+        let moved = text(&answer(301, &[("x-amz-bucket-region", "eu-west-1")], ""));
+        assert!(moved.contains("set AWS_REGION=eu-west-1"), "{moved}");
+        let missing = text(&answer(
+            404,
+            &[],
+            "<Error><Code>NoSuchBucket</Code><Message>gone</Message></Error>",
+        ));
+        assert!(
+            missing.contains("bucket clinic does not exist"),
+            "{missing}"
+        );
+        let denied = text(&answer(
+            403,
+            &[],
+            "<Error><Code>AccessDenied</Code></Error>",
+        ));
+        assert!(denied.contains("lack permission"), "{denied}");
+        let signature = text(&answer(
+            403,
+            &[],
+            "<Error><Code>SignatureDoesNotMatch</Code></Error>",
+        ));
+        assert!(signature.contains("AWS_SECRET_ACCESS_KEY"), "{signature}");
+        let mut retried = answer(503, &[], "<Error><Code>SlowDown</Code></Error>");
+        retried.attempts = 5;
+        let slow = text(&retried);
+        assert!(
+            slow.contains("SlowDown") && slow.contains("after 5 attempts"),
+            "{slow}"
+        );
+        assert!(!text(&retried).contains("very secret"));
     }
 
     #[test]
