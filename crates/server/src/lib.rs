@@ -1,6 +1,7 @@
 //! Strongroom's HTTP service: the web dashboard (`/`, a page over the API), the JSON API v1
-//! (`/api/v1`, described by an OpenAPI document at `/api/v1/openapi.json`), the compatibility API the clinic's React page calls
-//! (`/api/utils/…`, `/api/system/…`, `/api/auth/database-health/`), Prometheus metrics
+//! (`/api/v1`, described by an OpenAPI document at `/api/v1/openapi.json`), the
+//! compatibility API the clinic's React page calls (`/api/utils/…`, `/api/system/…`,
+//! `/api/auth/database-health/`), Prometheus metrics
 //! (`/metrics`) and server-sent events of job progress, with authentication (argon2id users,
 //! `__Host-` session cookies with CSRF tokens, hashed API tokens), roles, login throttling and
 //! an audit log.

@@ -22,6 +22,17 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+function button(label, onclick) {
+  return el("button", { type: "button", onclick }, label);
+}
+
+// A button for an irreversible change: asks first, then calls the API.
+function confirmedButton(label, question, path, done) {
+  return button(label, () => {
+    if (window.confirm(question)) act(path, undefined, done, "DELETE");
+  });
+}
+
 function notice(text, isError) {
   const n = $("notice");
   n.textContent = text;
@@ -197,17 +208,17 @@ function jobActions(job) {
   const out = [];
   const active = job.status === "queued" || job.status === "running";
   if (active && can("backups:run") && !job.cancel_requested) {
-    out.push(el("button", { type: "button", onclick: () => act(`/api/v1/backups/${job.id}/cancel`, {}, `Cancel requested for job ${job.id}.`) }, "Cancel"));
+    out.push(button("Cancel", () => act(`/api/v1/backups/${job.id}/cancel`, {}, `Cancel requested for job ${job.id}.`)));
   }
   const done = job.status === "success" || job.status === "warning";
   if (done && BACKUP_KINDS.includes(job.kind)) {
     if (can("backups:run")) {
-      out.push(el("button", { type: "button", onclick: () => act(`/api/v1/backups/${job.id}/verify`, { read_data: true }, `Verification of backup ${job.id} queued.`) }, "Verify"));
-      out.push(el("button", { type: "button", onclick: () => act(`/api/v1/backups/${job.id}/test-restore`, {}, `Test restore of backup ${job.id} queued.`) }, "Test restore"));
+      out.push(button("Verify", () => act(`/api/v1/backups/${job.id}/verify`, { read_data: true }, `Verification of backup ${job.id} queued.`)));
+      out.push(button("Test restore", () => act(`/api/v1/backups/${job.id}/test-restore`, {}, `Test restore of backup ${job.id} queued.`)));
     }
     const snapshots = job.snapshot_ids || [];
     if (can("backups:restore")) {
-      out.push(el("button", { type: "button", onclick: () => openRestore(job.id) }, "Restore…"));
+      out.push(button("Restore…", () => openRestore(job.id)));
     }
     if (can("backups:download") && snapshots.length === 1) {
       out.push(el("a", { class: "button", href: `/api/v1/backups/${job.id}/download` }, "Download"));
@@ -268,17 +279,14 @@ async function refreshJobs() {
 function scheduleRow(s) {
   const actions = [];
   if (can("backups:run")) {
-    actions.push(el("button", { type: "button", onclick: () => act(`/api/v1/schedules/${s.id}/run-now`, {}, `Schedule ${s.name} queued.`) }, "Run now"));
+    actions.push(button("Run now", () => act(`/api/v1/schedules/${s.id}/run-now`, {}, `Schedule ${s.name} queued.`)));
     const verb = s.enabled ? "disable" : "enable";
-    actions.push(el("button", { type: "button", onclick: () => act(`/api/v1/schedules/${s.id}/${verb}`, {}, `Schedule ${s.name} ${verb}d.`) }, s.enabled ? "Disable" : "Enable"));
+    actions.push(button(s.enabled ? "Disable" : "Enable", () => act(`/api/v1/schedules/${s.id}/${verb}`, {}, `Schedule ${s.name} ${verb}d.`)));
   }
   if (can("schedules:write")) {
-    actions.push(el("button", { type: "button", onclick: () => editSchedule(s) }, "Change"));
-    actions.push(el("button", { type: "button", onclick: () => {
-      if (window.confirm(`Delete schedule ${s.name}? Its past jobs stay.`)) {
-        act(`/api/v1/schedules/${s.id}`, undefined, `Schedule ${s.name} deleted.`, "DELETE");
-      }
-    } }, "Delete"));
+    actions.push(button("Change", () => editSchedule(s)));
+    actions.push(confirmedButton("Delete", `Delete schedule ${s.name}? Its past jobs stay.`,
+      `/api/v1/schedules/${s.id}`, `Schedule ${s.name} deleted.`));
   }
   return el("tr", { "data-schedule": s.name },
     el("td", {}, s.name),
@@ -412,12 +420,9 @@ function userRow(u, me) {
   role.addEventListener("change", () => act(`/api/v1/users/${u.id}`, { role: role.value }, `${u.username} is now ${role.value}.`, "PUT"));
   const actions = [];
   if (u.id !== me) {
-    actions.push(el("button", { type: "button", onclick: () => act(`/api/v1/users/${u.id}`, { disabled: !u.disabled }, `${u.username} ${u.disabled ? "enabled" : "disabled"}.`, "PUT") }, u.disabled ? "Enable" : "Disable"));
-    actions.push(el("button", { type: "button", onclick: () => {
-      if (window.confirm(`Delete user ${u.username}, with their tokens and sessions?`)) {
-        act(`/api/v1/users/${u.id}`, undefined, `${u.username} deleted.`, "DELETE");
-      }
-    } }, "Delete"));
+    actions.push(button(u.disabled ? "Enable" : "Disable", () => act(`/api/v1/users/${u.id}`, { disabled: !u.disabled }, `${u.username} ${u.disabled ? "enabled" : "disabled"}.`, "PUT")));
+    actions.push(confirmedButton("Delete", `Delete user ${u.username}, with their tokens and sessions?`,
+      `/api/v1/users/${u.id}`, `${u.username} deleted.`));
   } else {
     role.disabled = true;
   }
@@ -433,11 +438,8 @@ function tokenRow(t) {
     el("td", {}, t.name), el("td", {}, owner ? owner.username : `#${t.user_id}`),
     el("td", {}, when(t.created_at)), el("td", {}, when(t.expires_at) || "never"),
     el("td", {}, when(t.last_used_at) || "never"),
-    el("td", {}, el("button", { type: "button", onclick: () => {
-      if (window.confirm(`Revoke token ${t.name}? Whatever uses it stops working.`)) {
-        act(`/api/v1/tokens/${t.id}`, undefined, `Token ${t.name} revoked.`, "DELETE");
-      }
-    } }, "Revoke")));
+    el("td", {}, confirmedButton("Revoke", `Revoke token ${t.name}? Whatever uses it stops working.`,
+      `/api/v1/tokens/${t.id}`, `Token ${t.name} revoked.`)));
 }
 
 async function refreshUsers() {

@@ -360,8 +360,7 @@ impl S3Storage {
                     let transient = status.is_server_error()
                         || status == StatusCode::TOO_MANY_REQUESTS
                         || (status == StatusCode::BAD_REQUEST
-                            && xml::error_body(&String::from_utf8_lossy(&body)).code
-                                == "RequestTimeout");
+                            && xml::error_body(&body).code == "RequestTimeout");
                     if transient && attempt + 1 < ATTEMPTS {
                         last_error = format!("HTTP {status}");
                         continue;
@@ -376,10 +375,10 @@ impl S3Storage {
                 Err(e) => last_error = e,
             }
         }
-        Err(StorageError::Remote {
-            context: format!("{} ({})", call.what, self.location()),
-            detail: format!("{last_error} (after {ATTEMPTS} attempts)"),
-        })
+        Err(self.remote(
+            call.what,
+            format!("{last_error} (after {ATTEMPTS} attempts)"),
+        ))
     }
 
     /// A request without a body.
@@ -403,31 +402,37 @@ impl S3Storage {
         .await
     }
 
+    /// An error of the store while doing `what`, naming where.
+    fn remote(&self, what: &str, detail: impl Into<String>) -> StorageError {
+        StorageError::Remote {
+            context: format!("{what} ({})", self.location()),
+            detail: detail.into(),
+        }
+    }
+
     /// The error for an answer that is not one the caller expected.
     fn unexpected(&self, what: &str, answer: &Answer) -> StorageError {
-        let body = xml::error_body(&String::from_utf8_lossy(&answer.body));
+        let body = xml::error_body(&answer.body);
         // AWS names the bucket's region in a header (a HEAD's answer has no body to read).
         let bucket_region = answer
             .headers
             .get("x-amz-bucket-region")
             .and_then(|v| v.to_str().ok())
             .filter(|r| *r != self.settings.region);
-        let hint = match (answer.status.as_u16(), body.code.as_str()) {
-            _ if bucket_region.is_some() => format!(
+        let hint = match (bucket_region, answer.status.as_u16(), body.code.as_str()) {
+            (Some(r), _, _) => format!(
                 " (bucket {} is in region {r}, not {}: set AWS_REGION={r})",
-                self.settings.bucket,
-                self.settings.region,
-                r = bucket_region.unwrap_or_default()
+                self.settings.bucket, self.settings.region
             ),
-            (_, "NoSuchBucket") => format!(
+            (_, _, "NoSuchBucket") => format!(
                 " (bucket {} does not exist: `strongroom init` creates it)",
                 self.settings.bucket
             ),
-            (_, "SignatureDoesNotMatch" | "InvalidAccessKeyId") | (401, _) => {
+            (_, _, "SignatureDoesNotMatch" | "InvalidAccessKeyId") | (_, 401, _) => {
                 " (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION)".to_owned()
             }
-            (403, _) => " (the credentials lack permission for this bucket)".to_owned(),
-            (301 | 307 | 400, "PermanentRedirect" | "AuthorizationHeaderMalformed") => {
+            (_, 403, _) => " (the credentials lack permission for this bucket)".to_owned(),
+            (_, 301 | 307 | 400, "PermanentRedirect" | "AuthorizationHeaderMalformed") => {
                 " (the bucket is in another region: set AWS_REGION)".to_owned()
             }
             _ => String::new(),
@@ -443,10 +448,7 @@ impl S3Storage {
         if answer.attempts > 1 {
             detail.push_str(&format!(" (after {} attempts)", answer.attempts));
         }
-        StorageError::Remote {
-            context: format!("{what} ({})", self.location()),
-            detail,
-        }
+        self.remote(what, detail)
     }
 
     /// The size of an object, or `None` when it does not exist.
@@ -454,14 +456,9 @@ impl S3Storage {
         let answer = self.bodiless(Method::HEAD, key, &[], &[], what).await?;
         match answer.status {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                content_length(&answer.headers)
-                    .map(Some)
-                    .ok_or_else(|| StorageError::Remote {
-                        context: format!("{what} ({})", self.location()),
-                        detail: "the answer has no Content-Length".into(),
-                    })
-            }
+            s if s.is_success() => content_length(&answer.headers)
+                .map(Some)
+                .ok_or_else(|| self.remote(what, "the answer has no Content-Length")),
             _ => Err(self.unexpected(what, &answer)),
         }
     }
@@ -492,19 +489,12 @@ impl S3Storage {
             if !answer.status.is_success() {
                 return Err(self.unexpected(what, &answer));
             }
-            let page = xml::list_page(&String::from_utf8_lossy(&answer.body)).map_err(|e| {
-                StorageError::Remote {
-                    context: format!("{what} ({})", self.location()),
-                    detail: format!("unreadable listing: {e}"),
-                }
-            })?;
+            let page = xml::list_page(&String::from_utf8_lossy(&answer.body))
+                .map_err(|e| self.remote(what, format!("unreadable listing: {e}")))?;
             out.extend(page.objects);
             match page.next_token {
                 Some(t) if token.as_deref() == Some(t.as_str()) => {
-                    return Err(StorageError::Remote {
-                        context: format!("{what} ({})", self.location()),
-                        detail: "the listing repeats its continuation token".into(),
-                    });
+                    return Err(self.remote(what, "the listing repeats its continuation token"));
                 }
                 Some(t) => token = Some(t),
                 None => return Ok(out),
@@ -550,8 +540,7 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// A 404 for the key, not for the bucket.
 fn key_missing(answer: &Answer) -> bool {
-    answer.status == StatusCode::NOT_FOUND
-        && xml::error_body(&String::from_utf8_lossy(&answer.body)).code != "NoSuchBucket"
+    answer.status == StatusCode::NOT_FOUND && xml::error_body(&answer.body).code != "NoSuchBucket"
 }
 
 fn content_length(headers: &reqwest::header::HeaderMap) -> Option<u64> {
@@ -694,10 +683,7 @@ impl Storage for S3Storage {
             let d = data.clone();
             tokio::task::spawn_blocking(move || sign::sha256_hex(&d))
                 .await
-                .map_err(|e| StorageError::Remote {
-                    context: what.clone(),
-                    detail: format!("hashing the body failed: {e}"),
-                })?
+                .map_err(|e| self.remote(&what, format!("hashing the body failed: {e}")))?
         } else {
             sign::sha256_hex(&data)
         };
@@ -718,9 +704,9 @@ impl Storage for S3Storage {
             // anything that refers to the object is written.
             s if s.is_success() => match self.head(&key, &what).await? {
                 Some(size) if size == data.len() as u64 => Ok(()),
-                found => Err(StorageError::Remote {
-                    context: format!("{what} ({})", self.location()),
-                    detail: format!(
+                found => Err(self.remote(
+                    &what,
+                    format!(
                         "the server acknowledged the write of {} bytes but {}",
                         data.len(),
                         match found {
@@ -728,7 +714,7 @@ impl Storage for S3Storage {
                             None => "does not have the object".to_owned(),
                         }
                     ),
-                }),
+                )),
             },
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
                 // After a retry the object may be our own first attempt, which landed
@@ -740,8 +726,7 @@ impl Storage for S3Storage {
                     return Ok(());
                 }
                 if answer.status == StatusCode::CONFLICT
-                    && xml::error_body(&String::from_utf8_lossy(&answer.body)).code
-                        != "ConditionalRequestConflict"
+                    && xml::error_body(&answer.body).code != "ConditionalRequestConflict"
                 {
                     return Err(self.unexpected(&what, &answer));
                 }
@@ -797,7 +782,7 @@ impl Storage for S3Storage {
                     what: &what,
                 })
                 .await?;
-            let code = xml::error_body(&String::from_utf8_lossy(&answer.body)).code;
+            let code = xml::error_body(&answer.body).code;
             // Another process may have created it meanwhile.
             if !answer.status.is_success() && code != "BucketAlreadyOwnedByYou" {
                 return Err(self.unexpected(&what, &answer));

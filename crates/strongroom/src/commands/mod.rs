@@ -16,7 +16,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use strongroom_repo::Repository;
 use strongroom_storage::Storage;
-use strongroom_storage::local::LocalStorage;
 
 use crate::cli::{Cli, Command, Global};
 
@@ -60,12 +59,7 @@ pub fn storage(g: &Global) -> Result<Arc<dyn Storage>> {
     if repo.trim().is_empty() {
         bail!("--repo is empty");
     }
-    if repo.contains("://") {
-        let location = strongroom_config::RepoLocation::parse_url(repo)
-            .with_context(|| format!("--repo {repo:?}"))?;
-        return service::location_storage(&location);
-    }
-    Ok(Arc::new(LocalStorage::new(repo.into())))
+    service::location_storage(&service::repo_flag_location(repo)?)
 }
 
 /// The repository password: with a configuration file, its password settings first.

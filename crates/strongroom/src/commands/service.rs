@@ -32,13 +32,18 @@ pub fn load_config(g: &Global) -> Result<Config> {
     }
     let mut config = Config::load(g.config.as_deref(), &ProcessEnv)?;
     if let Some(repo) = g.repo.as_deref() {
-        config.repository.location = Some(if repo.contains("://") {
-            RepoLocation::parse_url(repo).with_context(|| format!("--repo {repo:?}"))?
-        } else {
-            RepoLocation::Path(repo.into())
-        });
+        config.repository.location = Some(repo_flag_location(repo)?);
     }
     Ok(g.loaded_config.get_or_init(|| config).clone())
+}
+
+/// The location `--repo` names: a URL (`file://`, `s3://`) or a local folder.
+pub fn repo_flag_location(repo: &str) -> Result<RepoLocation> {
+    if repo.contains("://") {
+        RepoLocation::parse_url(repo).with_context(|| format!("--repo {repo:?}"))
+    } else {
+        Ok(RepoLocation::Path(repo.into()))
+    }
 }
 
 /// The catalog URL of a configuration (a secret when it is PostgreSQL: never print it).
