@@ -41,6 +41,7 @@ STEPS = {
     "restore_stream": "restore of the second SQL dump to a file",
     "verify": "verify, reading all data (repository with both tree snapshots)",
     "list_snapshots": "list the snapshots (repository with both tree snapshots)",
+    "list_snapshots_key": "list the snapshots, opened with a key file instead of a password",
 }
 
 
@@ -163,6 +164,11 @@ class Tool:
         """How the repository key is derived from the password (informational)."""
         return None
 
+    def list_snapshots_key(self, repo):
+        """Listing with a key file instead of a password: (untimed setup commands, the timed
+        command), or None for a tool without key files."""
+        return None
+
     def restored_root(self, target, leaf="media_tree"):
         """Where the restored folder (media_tree) is inside target."""
         for d, dirs, _ in os.walk(target):
@@ -214,6 +220,13 @@ class Strongroom(Tool):
 
     def list_snapshots(self, repo):
         return self.s(repo, "snapshots")
+
+    def list_snapshots_key(self, repo):
+        key = os.path.join(self.ws, "strongroom-master.key")
+        if os.path.exists(key):
+            os.unlink(key)
+        return ([self.s(repo, "key", "export-master", key)],
+                self.s(repo, "--master-key-file", key, "snapshots"))
 
 
 class Restic(Tool):
@@ -415,6 +428,10 @@ class Bupstash(Tool):
     def list_snapshots(self, repo):
         return ["bupstash", "list", "-r", repo]
 
+    def list_snapshots_key(self, repo):
+        # bupstash always opens with its key file (BUPSTASH_KEY).
+        return ([], self.list_snapshots(repo))
+
 
 TOOLS = {t.name: t for t in (Strongroom, Restic, Rustic, Borg, Bupstash)}
 
@@ -565,6 +582,12 @@ class Bench:
         if ok1 and ok2:
             timed("verify", t.verify(repo), s2)
             timed("list_snapshots", t.list_snapshots(repo), 0)
+            keyed = t.list_snapshots_key(repo)
+            if keyed:
+                setup, cmd = keyed
+                for c in setup:
+                    untimed("key-file", c)
+                timed("list_snapshots_key", cmd, 0)
         rmtree(repo)
 
         # ---- streams

@@ -26,6 +26,8 @@ STEP_TITLES = {
     "restore_stream": "Restore of the second SQL dump (to a file)",
     "verify": "Verify, reading all data (repository with both tree snapshots)",
     "list_snapshots": "List the snapshots (the repository with both tree snapshots)",
+    "list_snapshots_key": "List the snapshots, the repository opened with a key file "
+                          "(Strongroom: `--master-key-file`; bupstash: its key file)",
 }
 STEP_BYTES = {
     "backup_first": "the tree's bytes",
@@ -36,6 +38,7 @@ STEP_BYTES = {
     "restore_stream": "the dump's bytes",
     "verify": "the repository's bytes on disk",
     "list_snapshots": None,
+    "list_snapshots_key": None,
 }
 FLOORS = {
     "backup_first": [("cat_tree", "`cat` of every file to /dev/null"),
@@ -342,7 +345,10 @@ def render(res):
         w(f"### {title}")
         w("")
         nb = next(iter(es.values())).bytes
-        if STEP_BYTES[step] is None:
+        if step == "list_snapshots_key":
+            head = ("The same listing without a password: no key derivation. Only the tools "
+                    "that open a repository with a key file take part. ")
+        elif STEP_BYTES[step] is None:
             head = ("The fixed cost of a command: opening the repository (key derivation, "
                     "index or cache loading) and printing two snapshots. ")
         else:

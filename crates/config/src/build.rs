@@ -316,12 +316,19 @@ fn repository<E: Env + ?Sized>(b: &mut Builder<'_, E>, raw: &RawConfig) -> Repos
             }
             password = PasswordSource::Env(v.get_ref().clone());
         }
+        if let Some(f) = &r.master_key_file {
+            given.push(("master_key_file", f.span()));
+            if f.get_ref().trim().is_empty() {
+                b.at(f.span(), "repository.master_key_file", "the path is empty");
+            }
+            password = PasswordSource::MasterKeyFile(b.file_path(f.get_ref()));
+        }
         if given.len() > 1 {
             let (key, span) = given[1].clone();
             b.at(
                 span,
                 format!("repository.{key}"),
-                "set only one of `password`, `password_file` and `password_env`",
+                "set only one of `password`, `password_file`, `password_env` and `master_key_file`",
             );
         }
     }

@@ -103,6 +103,9 @@ pub enum PasswordSource {
     File(PathBuf),
     /// Read from another environment variable (`password_env`).
     Env(String),
+    /// No password: the repository's master key, from a file `strongroom key export-master`
+    /// wrote (`master_key_file`).
+    MasterKeyFile(PathBuf),
 }
 
 /// `[repository]`.
@@ -115,11 +118,21 @@ pub struct RepositoryConfig {
 }
 
 impl RepositoryConfig {
+    /// The master key file, when one is configured instead of a password.
+    #[must_use]
+    pub fn master_key_file(&self) -> Option<&std::path::Path> {
+        match &self.password {
+            PasswordSource::MasterKeyFile(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The password, read now from wherever it is configured; `Ok(None)` when none is
-    /// configured (the caller may prompt). A password file's trailing newline is dropped.
+    /// configured (the caller may prompt) or a master key file is configured instead (see
+    /// [`RepositoryConfig::master_key_file`]). A password file's trailing newline is dropped.
     pub fn password<E: Env + ?Sized>(&self, env: &E) -> Result<Option<Secret>, ConfigError> {
         match &self.password {
-            PasswordSource::None => Ok(None),
+            PasswordSource::None | PasswordSource::MasterKeyFile(_) => Ok(None),
             PasswordSource::Inline(s) => Ok(Some(s.clone())),
             PasswordSource::Env(var) => env
                 .var(var)
@@ -155,6 +168,9 @@ impl Serialize for RepositoryConfig {
             PasswordSource::Inline(_) => st.serialize_field("password", REDACTED)?,
             PasswordSource::File(p) => st.serialize_field("password_file", &p.to_string_lossy())?,
             PasswordSource::Env(v) => st.serialize_field("password_env", v)?,
+            PasswordSource::MasterKeyFile(p) => {
+                st.serialize_field("master_key_file", &p.to_string_lossy())?;
+            }
         }
         st.end()
     }

@@ -44,6 +44,7 @@ pub(crate) struct RawRepository {
     pub password: Option<Spanned<Secret>>,
     pub password_file: Option<Spanned<String>>,
     pub password_env: Option<Spanned<String>>,
+    pub master_key_file: Option<Spanned<String>>,
 }
 
 /// `[[database]]`.

@@ -498,3 +498,39 @@ fn process_env_is_an_env() {
     assert_eq!(map.var("A").as_deref(), Some("1"));
     assert_eq!(map.var("B"), None);
 }
+
+#[test]
+fn a_master_key_file_instead_of_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("strongroom.toml");
+    std::fs::write(
+        &cfg,
+        "[repository]\npath = \"repo\"\nmaster_key_file = \"master.key\"\n",
+    )
+    .unwrap();
+    let none = [] as [(&str, &str); 0];
+    let c = Config::load(Some(&cfg), &none).unwrap();
+    // Relative to the configuration file, like password_file.
+    assert_eq!(
+        c.repository.master_key_file(),
+        Some(dir.path().join("master.key").as_path())
+    );
+    // No password to read (nothing to prompt for either: the caller reads the key file).
+    assert_eq!(c.repository.password(&none).unwrap(), None);
+    // It is shown (a path, not a secret) by `config check`.
+    let shown = toml::to_string(&c.repository).unwrap();
+    assert!(shown.contains("master_key_file"), "{shown}");
+    // Not together with a password.
+    let text = "[repository]\npath = \"/r\"\npassword = \"a\"\nmaster_key_file = \"/k\"\n";
+    let e = Config::from_toml_str(text, None, &none)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("repository.master_key_file"), "{e}");
+    assert!(e.contains("only one of"), "{e}");
+    // An empty path is refused.
+    let text = "[repository]\npath = \"/r\"\nmaster_key_file = \" \"\n";
+    let e = Config::from_toml_str(text, None, &none)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the path is empty"), "{e}");
+}

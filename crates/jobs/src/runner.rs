@@ -49,7 +49,7 @@ use strongroom_catalog::{
     Catalog, CatalogError, INTERRUPTED_MESSAGE, Job, JobKind, JobOutcome, JobStatus, NewJob,
     Progress,
 };
-use strongroom_repo::{RepoError, Repository};
+use strongroom_repo::{Credential, RepoError, Repository};
 use strongroom_storage::Storage;
 use tokio::sync::{broadcast, watch};
 
@@ -226,7 +226,7 @@ pub(crate) fn seconds(s: u64) -> Duration {
 #[derive(Clone)]
 pub struct RepoOpener {
     storage: Arc<dyn Storage>,
-    password: Arc<Vec<u8>>,
+    credential: Arc<Credential>,
     /// The local cache folder (decoded snapshots, the folder cache of media backups).
     cache_dir: Option<Arc<std::path::Path>>,
 }
@@ -240,12 +240,13 @@ impl fmt::Debug for RepoOpener {
 }
 
 impl RepoOpener {
-    /// An opener for the repository in `storage`, unlocked by `password`.
+    /// An opener for the repository in `storage`, unlocked by a password or a master key
+    /// file.
     #[must_use]
-    pub fn new(storage: Arc<dyn Storage>, password: Vec<u8>) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, credential: Credential) -> Self {
         RepoOpener {
             storage,
-            password: Arc::new(password),
+            credential: Arc::new(credential),
             cache_dir: None,
         }
     }
@@ -270,7 +271,8 @@ impl RepoOpener {
     /// # Errors
     /// Not a repository, a wrong password, or a storage failure.
     pub async fn open(&self) -> Result<Arc<Repository>, RepoError> {
-        let mut repo = Repository::open(Arc::clone(&self.storage), &self.password).await?;
+        let mut repo =
+            Repository::open_with(Arc::clone(&self.storage), self.credential.unlock()).await?;
         if let Some(dir) = &self.cache_dir {
             repo.use_snapshot_cache(dir);
         }

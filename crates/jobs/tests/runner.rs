@@ -185,7 +185,7 @@ impl Env {
         common::Repo::init_at(&repo_path).await;
         let opener = RepoOpener::new(
             Arc::new(LocalStorage::new(repo_path)),
-            common::PASSWORD.to_vec(),
+            strongroom_repo::Credential::Password(common::PASSWORD.to_vec()),
         );
         let media = dir.path().join("uploads");
         for (i, (name, size)) in MEDIA_FILES.iter().enumerate() {

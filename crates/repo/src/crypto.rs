@@ -65,6 +65,9 @@ pub enum CryptoError {
     /// The key file is not valid.
     #[error("key file is damaged: {0}")]
     KeyFileDamaged(String),
+    /// A master key file (outside the repository) is not valid.
+    #[error("master key file is damaged: {0}")]
+    MasterKeyFileDamaged(String),
     /// The key file asks for weaker key derivation than Strongroom accepts.
     #[error(
         "key file asks for weak key derivation (m={m_kib} KiB, t={t}, p={p}); minimum is m=19456 KiB, t=2, p=1: the file was tampered with"
@@ -156,7 +159,7 @@ impl MasterKey {
         MasterKey::from_bytes(&b)
     }
 
-    fn from_bytes(b: &[u8; 64]) -> MasterKey {
+    pub(crate) fn from_bytes(b: &[u8; 64]) -> MasterKey {
         let mut enc = [0u8; 32];
         let mut mac = [0u8; 32];
         enc.copy_from_slice(&b[..32]);
@@ -165,7 +168,7 @@ impl MasterKey {
         MasterKey { enc, mac, cipher }
     }
 
-    fn to_bytes(&self) -> [u8; 64] {
+    pub(crate) fn to_bytes(&self) -> [u8; 64] {
         let mut b = [0u8; 64];
         b[..32].copy_from_slice(&self.enc);
         b[32..].copy_from_slice(&self.mac);

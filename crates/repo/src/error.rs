@@ -30,6 +30,17 @@ pub enum RepoError {
         "wrong password: none of the {0} key file(s) of this repository opens with it (or a key file was modified)"
     )]
     WrongPassword(usize),
+    /// The repository's config does not open with the master key file given.
+    #[error(
+        "the master key file (for repository {repository}) does not open the repository at \
+         {location}: it belongs to another repository, or this repository's config is damaged"
+    )]
+    MasterKeyMismatch {
+        /// Where the repository is.
+        location: String,
+        /// The repository id the master key file names.
+        repository: String,
+    },
     /// A key file is damaged or was tampered with.
     #[error("key file keys/{name} is damaged or was tampered with: {detail}")]
     KeyFileDamaged {

@@ -24,6 +24,7 @@ pub mod folder_cache;
 pub mod id;
 pub mod index;
 pub mod lock;
+pub mod master_key_file;
 pub mod pack;
 pub mod prune;
 pub mod repository;
@@ -36,5 +37,6 @@ pub mod tree;
 
 pub use error::{RepoError, Result};
 pub use id::Id;
-pub use repository::{InitOptions, Repository};
+pub use master_key_file::MasterKeyFile;
+pub use repository::{Credential, InitOptions, Repository, Unlock};
 pub use snapshot::{Snapshot, SnapshotKind};

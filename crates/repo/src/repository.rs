@@ -18,6 +18,7 @@ use crate::crypto::{KdfParams, KeyFile, MasterKey, ObjectType};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack, MasterIndex};
+use crate::master_key_file::MasterKeyFile;
 use crate::pack::{BlobType, PackBuilder, PackEntry};
 use crate::snapshot::{Config, Snapshot};
 use crate::snapshot_cache::SnapshotCache;
@@ -41,6 +42,51 @@ impl Default for InitOptions {
     }
 }
 
+/// What opens a repository: a password (tried against every key file, each costing one key
+/// derivation), or a master key file written by [`Repository::master_key_file`].
+#[derive(Clone, Copy)]
+pub enum Unlock<'a> {
+    /// A password.
+    Password(&'a [u8]),
+    /// A master key file: no key derivation, no key file read.
+    MasterKey(&'a MasterKeyFile),
+}
+
+impl std::fmt::Debug for Unlock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unlock::Password(_) => f.write_str("Password(***)"),
+            Unlock::MasterKey(m) => f.debug_tuple("MasterKey").field(m).finish(),
+        }
+    }
+}
+
+/// An owned [`Unlock`], for openers that open the repository again and again (the service).
+#[derive(Clone)]
+pub enum Credential {
+    /// A password.
+    Password(Vec<u8>),
+    /// A master key file's contents.
+    MasterKey(Box<MasterKeyFile>),
+}
+
+impl Credential {
+    /// The borrowed form [`Repository::open_with`] takes.
+    #[must_use]
+    pub fn unlock(&self) -> Unlock<'_> {
+        match self {
+            Credential::Password(p) => Unlock::Password(p),
+            Credential::MasterKey(m) => Unlock::MasterKey(m),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.unlock().fmt(f)
+    }
+}
+
 /// An open repository.
 #[derive(Debug)]
 pub struct Repository {
@@ -49,8 +95,8 @@ pub struct Repository {
     config: Config,
     index: Arc<RwLock<MasterIndex>>,
     index_files: RwLock<Vec<Id>>,
-    /// Id of the key file that opened the repository.
-    key_id: Id,
+    /// Id of the key file that opened the repository; none when a master key file did.
+    key_id: Option<Id>,
     /// The local cache of decoded snapshots, when the caller gave a cache folder.
     snapshot_cache: Option<SnapshotCache>,
 }
@@ -76,6 +122,94 @@ pub fn username() -> String {
 }
 
 const CONFIG_NAME: &str = "config";
+
+/// Finds the key file that opens with `password` and whose master key opens the config.
+async fn unlock_with_password(
+    storage: &dyn Storage,
+    password: &[u8],
+    config_bytes: &[u8],
+) -> Result<(MasterKey, Id)> {
+    let keys = storage
+        .list(Kind::Key)
+        .await
+        .map_err(RepoError::storage("listing key files"))?;
+    if keys.is_empty() {
+        return Err(RepoError::Corrupt {
+            what: "repository".into(),
+            detail: "it has no key files".into(),
+        });
+    }
+    let mut damaged = None;
+    let mut config_error = None;
+    let mut opened = None;
+    for k in &keys {
+        let id = match Id::from_hex(&k.name) {
+            Ok(id) => id,
+            Err(e) => {
+                damaged = Some(RepoError::KeyFileDamaged {
+                    name: k.name.clone(),
+                    detail: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let bytes = storage
+            .read(Kind::Key, &k.name)
+            .await
+            .map_err(RepoError::storage(format!("reading key file {}", k.name)))?;
+        let kf = match KeyFile::parse(&bytes) {
+            Ok(kf) => kf,
+            Err(e) => {
+                damaged = Some(RepoError::KeyFileDamaged {
+                    name: k.name.clone(),
+                    detail: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let pw = password.to_vec();
+        let res = tokio::task::spawn_blocking(move || kf.unwrap_key(&pw, &id))
+            .await
+            .map_err(|e| RepoError::Invalid(e.to_string()))?;
+        match res {
+            Ok(key) => {
+                // A key that unwraps but does not open the config belongs to another
+                // repository (e.g. left by an interrupted init): try the others.
+                match key.open(ObjectType::Config, &Id::default(), config_bytes) {
+                    Ok(_) => {
+                        opened = Some((key, id));
+                        break;
+                    }
+                    Err(e) => {
+                        config_error = Some(RepoError::Corrupt {
+                            what: "config".into(),
+                            detail: format!("{e} (with key file {})", id.short()),
+                        });
+                    }
+                }
+            }
+            // A wrong password, or authenticated fields changed: indistinguishable.
+            Err(crate::crypto::CryptoError::Authentication) => {}
+            // Undecodable salt or wrapped key: the file itself is damaged.
+            Err(e) => {
+                damaged = Some(RepoError::KeyFileDamaged {
+                    name: k.name.clone(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    let Some((key, key_id)) = opened else {
+        if let Some(e) = config_error {
+            return Err(e);
+        }
+        return Err(match damaged {
+            Some(d) if keys.len() == 1 => d,
+            _ => RepoError::WrongPassword(keys.len()),
+        });
+    };
+    Ok((key, key_id))
+}
 
 impl Repository {
     /// Creates a new repository in empty storage.
@@ -141,17 +275,26 @@ impl Repository {
             config,
             index: Arc::default(),
             index_files: RwLock::default(),
-            key_id,
+            key_id: Some(key_id),
             snapshot_cache: None,
         })
     }
 
-    /// Opens a repository with a password and loads its index.
+    /// Opens a repository with a password (without loading its index).
     ///
     /// # Errors
     /// [`RepoError::NotARepository`], [`RepoError::WrongPassword`],
     /// [`RepoError::KeyFileDamaged`], or a damaged config.
     pub async fn open(storage: Arc<dyn Storage>, password: &[u8]) -> Result<Repository> {
+        Repository::open_with(storage, Unlock::Password(password)).await
+    }
+
+    /// Opens a repository with a password or a master key file (without loading its index).
+    ///
+    /// # Errors
+    /// As [`Repository::open`]; with a master key file, [`RepoError::MasterKeyMismatch`]
+    /// when the config does not open with it.
+    pub async fn open_with(storage: Arc<dyn Storage>, unlock: Unlock<'_>) -> Result<Repository> {
         let config_bytes = match storage.read(Kind::Config, CONFIG_NAME).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -164,84 +307,24 @@ impl Repository {
                 });
             }
         };
-        let keys = storage
-            .list(Kind::Key)
-            .await
-            .map_err(RepoError::storage("listing key files"))?;
-        if keys.is_empty() {
-            return Err(RepoError::Corrupt {
-                what: "repository".into(),
-                detail: "it has no key files".into(),
-            });
-        }
-        let mut damaged = None;
-        let mut config_error = None;
-        let mut opened = None;
-        for k in &keys {
-            let id = match Id::from_hex(&k.name) {
-                Ok(id) => id,
-                Err(e) => {
-                    damaged = Some(RepoError::KeyFileDamaged {
-                        name: k.name.clone(),
-                        detail: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            let bytes = storage
-                .read(Kind::Key, &k.name)
-                .await
-                .map_err(RepoError::storage(format!("reading key file {}", k.name)))?;
-            let kf = match KeyFile::parse(&bytes) {
-                Ok(kf) => kf,
-                Err(e) => {
-                    damaged = Some(RepoError::KeyFileDamaged {
-                        name: k.name.clone(),
-                        detail: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            let pw = password.to_vec();
-            let res = tokio::task::spawn_blocking(move || kf.unwrap_key(&pw, &id))
-                .await
-                .map_err(|e| RepoError::Invalid(e.to_string()))?;
-            match res {
-                Ok(key) => {
-                    // A key that unwraps but does not open the config belongs to another
-                    // repository (e.g. left by an interrupted init): try the others.
-                    match key.open(ObjectType::Config, &Id::default(), &config_bytes) {
-                        Ok(_) => {
-                            opened = Some((key, id));
-                            break;
-                        }
-                        Err(e) => {
-                            config_error = Some(RepoError::Corrupt {
-                                what: "config".into(),
-                                detail: format!("{e} (with key file {})", id.short()),
-                            });
-                        }
-                    }
-                }
-                // A wrong password, or authenticated fields changed: indistinguishable.
-                Err(crate::crypto::CryptoError::Authentication) => {}
-                // Undecodable salt or wrapped key: the file itself is damaged.
-                Err(e) => {
-                    damaged = Some(RepoError::KeyFileDamaged {
-                        name: k.name.clone(),
-                        detail: e.to_string(),
-                    });
-                }
+        let (key, key_id) = match unlock {
+            Unlock::Password(password) => {
+                let (key, id) = unlock_with_password(&*storage, password, &config_bytes).await?;
+                (key, Some(id))
             }
-        }
-        let Some((key, key_id)) = opened else {
-            if let Some(e) = config_error {
-                return Err(e);
+            Unlock::MasterKey(file) => {
+                if file
+                    .key()
+                    .open(ObjectType::Config, &Id::default(), &config_bytes)
+                    .is_err()
+                {
+                    return Err(RepoError::MasterKeyMismatch {
+                        location: storage.location(),
+                        repository: file.repository().to_hex(),
+                    });
+                }
+                (file.key().clone(), None)
             }
-            return Err(match damaged {
-                Some(d) if keys.len() == 1 => d,
-                _ => RepoError::WrongPassword(keys.len()),
-            });
         };
         let cfg = key
             .open(ObjectType::Config, &Id::default(), &config_bytes)
@@ -897,8 +980,14 @@ impl Repository {
     /// # Errors
     /// When either step fails (the old password still works if the new key was not written).
     pub async fn change_password(&mut self, new_password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let Some(old) = self.key_id else {
+            return Err(RepoError::Invalid(
+                "the repository was opened with a master key file, so no password is in use to \
+                 change; add one with `strongroom key add`, or open it with the password"
+                    .into(),
+            ));
+        };
         let new_id = self.add_key(new_password, kdf).await?;
-        let old = self.key_id;
         self.storage
             .delete(Kind::Key, &old.to_hex())
             .await
@@ -906,14 +995,21 @@ impl Repository {
                 "deleting old key file {}",
                 old.short()
             )))?;
-        self.key_id = new_id;
+        self.key_id = Some(new_id);
         Ok(new_id)
     }
 
-    /// Id of the key file in use.
+    /// Id of the key file in use; none when a master key file opened the repository.
     #[must_use]
-    pub fn key_id(&self) -> Id {
+    pub fn key_id(&self) -> Option<Id> {
         self.key_id
+    }
+
+    /// This repository's master key as a [`MasterKeyFile`], for the caller to store outside
+    /// the repository.
+    #[must_use]
+    pub fn master_key_file(&self) -> MasterKeyFile {
+        MasterKeyFile::new(self.config.id, self.key.clone())
     }
 
     /// A packer for new blobs.

@@ -2,7 +2,8 @@
 //! symlink targets, tags, host, stream names and stream contents appears in no byte of any
 //! repository file (plain, upper case, UTF-16 or base64); a wrong password and every kind of
 //! tampered key file are refused with a clear error; with two keys removing one leaves the
-//! other working; changing the password retires the old one.
+//! other working; changing the password retires the old one; a master key file opens its own
+//! repository (and keeps opening it after the password changes) and no other.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
@@ -17,7 +18,7 @@ use strongroom_repo::archiver::{self, BackupOptions};
 use strongroom_repo::checker::{self, ReadData};
 use strongroom_repo::crypto::{KdfParams, KeyFile};
 use strongroom_repo::restorer::{self, RestoreOptions};
-use strongroom_repo::{InitOptions, RepoError, Repository, lock};
+use strongroom_repo::{InitOptions, MasterKeyFile, RepoError, Repository, Unlock, lock};
 use strongroom_storage::local::LocalStorage;
 use strongroom_storage::{Kind, Storage};
 
@@ -38,6 +39,22 @@ async fn init(dir: &Path) -> Arc<Repository> {
         .await
         .unwrap(),
     )
+}
+
+/// Backs up `data` as the stream `db.dump`; returns the snapshot's id.
+async fn back_up_stream(repo: &Arc<Repository>, data: &[u8]) -> strongroom_repo::Id {
+    let g = lock::lock(repo, false, "b").await.unwrap();
+    let (sid, _) = archiver::backup_stream(
+        repo,
+        &g,
+        "db.dump",
+        Box::new(std::io::Cursor::new(data.to_vec())),
+        BackupOptions::default(),
+    )
+    .await
+    .unwrap();
+    g.release().await.unwrap();
+    sid
 }
 
 /// Every form of the marker to look for.
@@ -478,7 +495,7 @@ fn two_keys_remove_one_the_other_works() {
         .await
         .unwrap();
         g.release().await.unwrap();
-        let first = repo.key_id();
+        let first = repo.key_id().unwrap();
         let second = repo
             .add_key(b"second password", KdfParams::MINIMUM)
             .await
@@ -487,8 +504,8 @@ fn two_keys_remove_one_the_other_works() {
         let b = Repository::open(local(&repo_dir), b"second password")
             .await
             .unwrap();
-        assert_eq!(a.key_id(), first);
-        assert_eq!(b.key_id(), second);
+        assert_eq!(a.key_id(), Some(first));
+        assert_eq!(b.key_id(), Some(second));
         let err = open_err(&repo_dir, b"neither").await;
         assert!(matches!(err, RepoError::WrongPassword(2)), "{err:?}");
         // A damaged second key file does not lock out the first password.
@@ -530,18 +547,8 @@ fn change_password_retires_the_old_one() {
     let repo_dir = tmp.path().join("repo");
     rt.block_on(async {
         let repo = init(&repo_dir).await;
-        let g = lock::lock(&repo, false, "b").await.unwrap();
         let data = XorShift::new(5).bytes(100_000);
-        let (sid, _) = archiver::backup_stream(
-            &repo,
-            &g,
-            "db.dump",
-            Box::new(std::io::Cursor::new(data.clone())),
-            BackupOptions::default(),
-        )
-        .await
-        .unwrap();
-        g.release().await.unwrap();
+        let sid = back_up_stream(&repo, &data).await;
         drop(repo);
         let mut repo = Repository::open(local(&repo_dir), PASSWORD).await.unwrap();
         let old = repo.key_id();
@@ -549,14 +556,14 @@ fn change_password_retires_the_old_one() {
             .change_password(b"new password", KdfParams::MINIMUM)
             .await
             .unwrap();
-        assert_ne!(old, new);
-        assert_eq!(repo.key_id(), new);
+        assert_ne!(old, Some(new));
+        assert_eq!(repo.key_id(), Some(new));
         let err = open_err(&repo_dir, PASSWORD).await;
         assert!(matches!(err, RepoError::WrongPassword(1)), "{err:?}");
         let r = Repository::open(local(&repo_dir), b"new password")
             .await
             .unwrap();
-        assert_eq!(r.key_id(), new);
+        assert_eq!(r.key_id(), Some(new));
         r.load_index().await.unwrap();
         let (_, snap) = r.find_snapshot(&sid.to_hex()).await.unwrap();
         let mut out = Vec::new();
@@ -566,5 +573,60 @@ fn change_password_retires_the_old_one() {
         assert!(report.is_ok(), "{:?}", report.errors);
         let keys = r.storage().list(Kind::Key).await.unwrap();
         assert_eq!(keys.len(), 1);
+    });
+}
+
+/// A master key file opens the repository it was written for without a password, keeps
+/// doing so after the password changes, reads the same data, cannot change a password it
+/// does not have, and is refused by any other repository.
+#[test]
+fn a_master_key_file_opens_its_repository_and_no_other() {
+    let rt = common::runtime();
+    let tmp = common::tempdir();
+    let repo_dir = tmp.path().join("repo");
+    let other_dir = tmp.path().join("other");
+    rt.block_on(async {
+        let repo = init(&repo_dir).await;
+        let data = XorShift::new(9).bytes(50_000);
+        let sid = back_up_stream(&repo, &data).await;
+        let bytes = repo.master_key_file().to_bytes();
+        let file = MasterKeyFile::parse(&bytes).unwrap();
+        assert_eq!(file.repository(), repo.config().id);
+        // The password changes; the master key file still opens the repository.
+        drop(repo);
+        let mut by_password = Repository::open(local(&repo_dir), PASSWORD).await.unwrap();
+        by_password
+            .change_password(b"changed", KdfParams::MINIMUM)
+            .await
+            .unwrap();
+        let mut r = Repository::open_with(local(&repo_dir), Unlock::MasterKey(&file))
+            .await
+            .unwrap();
+        assert_eq!(r.key_id(), None);
+        r.load_index().await.unwrap();
+        let (_, snap) = r.find_snapshot(&sid.to_hex()).await.unwrap();
+        let mut out = Vec::new();
+        restorer::restore_stream(&r, &snap, &mut out).await.unwrap();
+        assert!(out == data);
+        // No password is in use, so none can be changed; adding one works.
+        let err = r
+            .change_password(b"x", KdfParams::MINIMUM)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("key add"), "{err}");
+        r.add_key(b"added", KdfParams::MINIMUM).await.unwrap();
+        Repository::open(local(&repo_dir), b"added").await.unwrap();
+        // Another repository refuses it, naming both sides.
+        init(&other_dir).await;
+        let err = Repository::open_with(local(&other_dir), Unlock::MasterKey(&file))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RepoError::MasterKeyMismatch { .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&file.repository().to_hex()), "{msg}");
+        assert!(msg.contains("another repository"), "{msg}");
     });
 }

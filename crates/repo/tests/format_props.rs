@@ -150,5 +150,6 @@ proptest! {
         prop_assert!(read_header(&key, &bytes).is_err());
         let _ = Tree::from_bytes(&bytes);
         let _ = strongroom_repo::crypto::KeyFile::parse(&bytes);
+        prop_assert!(strongroom_repo::MasterKeyFile::parse(&bytes).is_err());
     }
 }

@@ -36,6 +36,16 @@ pub struct Global {
         value_name = "FILE"
     )]
     pub password_file: Option<PathBuf>,
+    /// Open the repository with this master key file instead of a password (no key
+    /// derivation; written by `strongroom key export-master`). It wins over every password
+    /// setting.
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_MASTER_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub master_key_file: Option<PathBuf>,
     /// Folder of the local cache (decoded snapshots; default: $XDG_CACHE_HOME/strongroom,
     /// else ~/.cache/strongroom). It only saves reading; deleting it loses nothing.
     #[arg(long, global = true, env = "STRONGROOM_CACHE_DIR", value_name = "DIR")]
@@ -454,6 +464,14 @@ pub enum KeyCommand {
     },
     /// Change the password of the key in use.
     Passwd(NewPasswordArgs),
+    /// Write the repository's master key to a new file (mode 0600), to open the repository
+    /// with --master-key-file instead of a password: no key derivation, for unattended
+    /// machines. Whoever reads the file can read and delete every backup, even after the
+    /// passwords change; keep it like the password, and never inside the repository.
+    ExportMaster {
+        /// The file to create (an existing file is never overwritten).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,57 @@ fn from_file(path: &Path) -> Result<Vec<u8>> {
     Ok(trimmed.to_vec())
 }
 
+/// Reads a master key file (`--master-key-file`), warning when other users may read it.
+pub fn master_key_credential(path: &Path) -> Result<strongroom_repo::Credential> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading master key file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: master key file {} can be read by other users (mode {:o}); \
+                 `chmod 600` it: it opens every backup",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
+    let file = strongroom_repo::MasterKeyFile::parse(&bytes)
+        .with_context(|| format!("master key file {}", path.display()))?;
+    Ok(strongroom_repo::Credential::MasterKey(Box::new(file)))
+}
+
+/// Creates `path` (never overwriting) with mode 0600 and writes a master key file into it,
+/// flushed to disk before returning.
+pub fn write_master_key_file(path: &Path, file: &strongroom_repo::MasterKeyFile) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut out = options.open(path).with_context(|| {
+        format!(
+            "creating {} (an existing file is never overwritten)",
+            path.display()
+        )
+    })?;
+    let written = out
+        .write_all(&file.to_bytes())
+        .and_then(|()| out.sync_all());
+    if let Err(e) = written {
+        // A half-written key file would only confuse: remove it.
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
+}
+
 /// The repository password: `--password-file`, `STRONGROOM_PASSWORD`, or a prompt (twice when
 /// `confirm`).
 pub fn repository(file: Option<&Path>, confirm: bool) -> Result<Vec<u8>> {

@@ -222,6 +222,7 @@ impl Env {
             .env("STRONGROOM_CACHE_DIR", &self.cache)
             .env_remove("STRONGROOM_REPO")
             .env_remove("STRONGROOM_PASSWORD_FILE")
+            .env_remove("STRONGROOM_MASTER_KEY_FILE")
             .env_remove("STRONGROOM_NEW_PASSWORD")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1577,6 +1578,111 @@ fn wrong_password() {
     e.fails(&["snapshots"], &["empty"]);
     e.password = PASSWORD.into();
     assert_eq!(before, e.files());
+    e.verify();
+}
+
+/// `key export-master` writes a file only its owner can read, never over an existing one;
+/// with it (flag or environment) every command works without the password, also after the
+/// password changed; no password can be changed through it; another repository and a
+/// damaged file are refused with clear errors.
+#[test]
+fn a_master_key_file_replaces_the_password() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut e = Env::new();
+    let src = e.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"patient records").unwrap();
+    let key = e.path("master.key");
+    let k = key.to_str().unwrap();
+    let o = e.ok(&["key", "export-master", k]);
+    assert!(o.text().contains("--master-key-file"), "{}", o.text());
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let written = std::fs::read(&key).unwrap();
+    e.fails(&["key", "export-master", k], &["never overwritten"]);
+    assert_eq!(std::fs::read(&key).unwrap(), written);
+
+    // From here the password is wrong: only the key file opens the repository.
+    e.password = "not the password".into();
+    e.fails(&["snapshots"], &["wrong password"]);
+    let id = e.backup(&["--master-key-file", k, "--path", src.to_str().unwrap()]);
+    let listed = e.ok(&["snapshots", "--master-key-file", k]).text();
+    assert!(listed.contains(&id[..8]), "{listed}");
+    let target = e.path("restored");
+    e.ok(&[
+        "--master-key-file",
+        k,
+        "restore",
+        &id,
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    let restored = std::fs::read(target.join("src").join("f")).unwrap();
+    assert_eq!(restored, b"patient records");
+    let mut c = e.cmd(&["verify", "--read-data"]);
+    c.env("STRONGROOM_MASTER_KEY_FILE", &key);
+    let o = e.run_cmd(c, &["verify", "--read-data"], None);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    // No key file is "in use", and no password can be changed without one.
+    let keys = e.ok(&["--master-key-file", k, "key", "list"]).text();
+    assert!(!keys.contains('*'), "{keys}");
+    let mut c = e.cmd(&["--master-key-file", k, "key", "passwd"]);
+    c.env("STRONGROOM_NEW_PASSWORD", "another");
+    let o = e.run_cmd(c, &["key", "passwd"], None);
+    check_failure(&o, &["key", "passwd"], &["master key file", "key add"]);
+
+    // The password changes; the key file still opens the repository.
+    e.password = PASSWORD.into();
+    let mut c = e.cmd(&["key", "passwd"]);
+    c.env("STRONGROOM_NEW_PASSWORD", "changed password");
+    let o = e.run_cmd(c, &["key", "passwd"], None);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    e.password = "not the password".into();
+    let listed = e.ok(&["--master-key-file", k, "snapshots"]).text();
+    assert!(listed.contains(&id[..8]), "{listed}");
+
+    // Another repository refuses it.
+    let mut other = Env::new();
+    other.password = "not the password".into();
+    other.fails(
+        &["--master-key-file", k, "snapshots"],
+        &["does not open the repository", "another repository"],
+    );
+    // A damaged file is named as such, a missing one too; nothing was changed by either.
+    let cut = e.path("cut.key");
+    std::fs::write(&cut, &written[..written.len() / 2]).unwrap();
+    e.fails(
+        &["--master-key-file", cut.to_str().unwrap(), "snapshots"],
+        &["master key file", "damaged"],
+    );
+    e.fails(
+        &[
+            "--master-key-file",
+            e.path("absent.key").to_str().unwrap(),
+            "snapshots",
+        ],
+        &["reading master key file"],
+    );
+    // A configuration file's `master_key_file` does the same (as for `strongroom serve`).
+    let cfg = e.path("strongroom.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\npath = {:?}\nmaster_key_file = \"master.key\"\n",
+            e.repo.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut c = e.cmd(&["--config", cfg.to_str().unwrap(), "snapshots"]);
+    c.env_remove("STRONGROOM_PASSWORD");
+    let o = e.run_cmd(c, &["--config", "snapshots"], None);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(o.text().contains(&id[..8]), "{}", o.text());
+    // A file others can read still works, with a warning to chmod it.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = e.ok(&["--master-key-file", k, "snapshots"]);
+    assert!(o.stderr.contains("chmod 600"), "{}", o.stderr);
+    e.password = "changed password".into();
     e.verify();
 }
 

@@ -102,6 +102,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<i32> {
         config: Some(a.write.clone()),
         repo: g.repo.clone(),
         password_file: g.password_file.clone(),
+        master_key_file: g.master_key_file.clone(),
         cache_dir: g.cache_dir.clone(),
         no_cache: g.no_cache,
         json: g.json,

@@ -1,4 +1,4 @@
-//! `key list|add|remove|passwd` and `unlock`.
+//! `key list|add|remove|passwd|export-master` and `unlock`.
 
 use anyhow::{Context, Result, bail};
 use strongroom_repo::crypto::{KdfParams, KeyFile};
@@ -15,7 +15,7 @@ pub async fn key(g: &Global, k: KeyCommand) -> Result<i32> {
             let mut rows = Vec::new();
             for f in keys {
                 let bytes = repo.storage().read(Kind::Key, &f.name).await?;
-                let current = f.name == repo.key_id().to_hex();
+                let current = repo.key_id().is_some_and(|k| f.name == k.to_hex());
                 match KeyFile::parse(&bytes) {
                     Ok(kf) => rows.push(serde_json::json!({
                         "id": f.name, "current": current, "created": kf.header.created,
@@ -63,7 +63,7 @@ pub async fn key(g: &Global, k: KeyCommand) -> Result<i32> {
                 );
             };
             let kid = strongroom_repo::Id::from_hex(&one.name)?;
-            if kid == repo.key_id() {
+            if repo.key_id() == Some(kid) {
                 bail!(
                     "refusing to remove the key in use; open the repository with another password first"
                 );
@@ -80,6 +80,20 @@ pub async fn key(g: &Global, k: KeyCommand) -> Result<i32> {
                 .await
                 .context("changing the password")?;
             println!("password changed (new key {})", id.short());
+        }
+        KeyCommand::ExportMaster { file } => {
+            let master = repo.master_key_file();
+            crate::password::write_master_key_file(&file, &master)?;
+            if !g.quiet {
+                println!(
+                    "wrote the master key of repository {} to {}; open it with \
+                     --master-key-file {} (or STRONGROOM_MASTER_KEY_FILE). Whoever reads that \
+                     file can read and delete every backup, even after the passwords change.",
+                    master.repository().short(),
+                    file.display(),
+                    file.display()
+                );
+            }
         }
     }
     Ok(0)

@@ -14,7 +14,7 @@ mod verify;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use strongroom_repo::Repository;
+use strongroom_repo::{Credential, Repository};
 use strongroom_storage::Storage;
 
 use crate::cli::{Cli, Command, Global};
@@ -62,12 +62,19 @@ pub fn storage(g: &Global) -> Result<Arc<dyn Storage>> {
     service::location_storage(&service::repo_flag_location(repo)?)
 }
 
-/// The repository password: with a configuration file, its password settings first.
-pub fn password(g: &Global) -> Result<Vec<u8>> {
-    if g.config.is_some() && g.password_file.is_none() {
-        return service::repo_password(g, &service::load_config(g)?);
+/// What opens the repository: `--master-key-file`; else, with a configuration file, its
+/// `[repository]` settings; else `--password-file`, `STRONGROOM_PASSWORD` or a prompt.
+pub fn credential(g: &Global) -> Result<Credential> {
+    if g.master_key_file.is_none() && g.config.is_some() && g.password_file.is_none() {
+        return service::repo_credential(g, &service::load_config(g)?);
     }
-    crate::password::repository(g.password_file.as_deref(), false)
+    if let Some(f) = &g.master_key_file {
+        return crate::password::master_key_credential(f);
+    }
+    Ok(Credential::Password(crate::password::repository(
+        g.password_file.as_deref(),
+        false,
+    )?))
 }
 
 /// Opens the repository with the password and loads its index.
@@ -91,8 +98,8 @@ pub async fn open_storage_without_index(
     storage: Arc<dyn Storage>,
 ) -> Result<Arc<Repository>> {
     let location = storage.location();
-    let password = password(g)?;
-    let mut repo = Repository::open(storage, &password)
+    let credential = credential(g)?;
+    let mut repo = Repository::open_with(storage, credential.unlock())
         .await
         .with_context(|| format!("opening repository {location}"))?;
     if let Some(dir) = cache_dir(g)? {

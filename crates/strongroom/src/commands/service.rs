@@ -17,6 +17,7 @@ use strongroom_jobs::runner::{
     JobSources, Outcome, RepoOpener, Runner, RunnerSettings, ScheduleDefinition, SystemClock,
     sync_schedules,
 };
+use strongroom_repo::Credential;
 use strongroom_storage::Storage;
 use strongroom_storage::local::LocalStorage;
 use strongroom_storage::s3::{S3Settings, S3Storage};
@@ -89,25 +90,35 @@ pub fn location_storage(location: &RepoLocation) -> Result<Arc<dyn Storage>> {
     }
 }
 
-/// The repository password: the configuration's (`password`, `password_file`,
-/// `password_env`, `STRONGROOM_PASSWORD`), else `--password-file`, else a prompt.
-pub fn repo_password(g: &Global, config: &Config) -> Result<Vec<u8>> {
-    if g.password_file.is_none()
-        && let Some(secret) = config.repository.password(&ProcessEnv)?
-    {
-        if secret.is_empty() {
-            bail!("the configured repository password is empty");
-        }
-        return Ok(secret.expose().as_bytes().to_vec());
+/// What opens the repository: `--master-key-file`, else the configuration's (`password`,
+/// `password_file`, `password_env`, `master_key_file`, `STRONGROOM_PASSWORD`), else
+/// `--password-file`, else a prompt.
+pub fn repo_credential(g: &Global, config: &Config) -> Result<Credential> {
+    if let Some(f) = &g.master_key_file {
+        return crate::password::master_key_credential(f);
     }
-    crate::password::repository(g.password_file.as_deref(), false)
+    if g.password_file.is_none() {
+        if let Some(f) = config.repository.master_key_file() {
+            return crate::password::master_key_credential(f);
+        }
+        if let Some(secret) = config.repository.password(&ProcessEnv)? {
+            if secret.is_empty() {
+                bail!("the configured repository password is empty");
+            }
+            return Ok(Credential::Password(secret.expose().as_bytes().to_vec()));
+        }
+    }
+    Ok(Credential::Password(crate::password::repository(
+        g.password_file.as_deref(),
+        false,
+    )?))
 }
 
-/// A repository opener, after checking that the repository opens with the password.
+/// A repository opener, after checking that the repository opens with its credential.
 pub async fn repo_opener(g: &Global, config: &Config) -> Result<RepoOpener> {
     let storage = repo_storage(config)?;
-    let password = repo_password(g, config)?;
-    let opener = RepoOpener::new(storage, password).with_cache_dir(&config.cache_dir);
+    let credential = repo_credential(g, config)?;
+    let opener = RepoOpener::new(storage, credential).with_cache_dir(&config.cache_dir);
     opener.open().await.with_context(|| {
         format!(
             "opening repository {} (create it with `strongroom init`)",
