@@ -517,3 +517,36 @@ async fn follow_up_jobs_carry_their_target_and_the_runners_options() {
     assert_eq!(forget.metadata["snapshot_ids"], json!(["ab".repeat(32)]));
     assert_eq!(forget.metadata["target_job_id"], json!(b.id));
 }
+
+/// The restore preview names the database the restore job will create: the same function
+/// (`strongroom_sources::beside_database`) names it in both, so `new_name` for a SQLite file
+/// is a file beside the original, not a bare name.
+#[tokio::test]
+async fn the_restore_preview_names_what_the_job_creates() {
+    let app = app().await;
+    let b = app
+        .job(JobKind::Database, "clinic", JobStatus::Success, t0())
+        .await;
+    let preview = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .send(
+                    Req::post(&format!("/api/v1/backups/{b}/restore/preview"))
+                        .bearer(&app.admin)
+                        .json(body),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            r.json()["will_create"][0]["target"].clone()
+        }
+    };
+    assert_eq!(
+        preview(json!({"replace": false})).await,
+        json!(format!("clinic_restored_{b}"))
+    );
+    assert_eq!(
+        preview(json!({"replace": false, "new_name": "clinic_copy"})).await,
+        json!("clinic_copy")
+    );
+}

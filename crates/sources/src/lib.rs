@@ -43,7 +43,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::process::{CommandError, CommandReader, ToolCommand};
-pub use crate::url::{DatabaseUrl, Engine, Secret, UrlError};
+pub use crate::url::{DatabaseUrl, Engine, Secret, UrlError, beside_database};
 
 /// The manifest format version written by this crate.
 pub const MANIFEST_FORMAT: u32 = 1;

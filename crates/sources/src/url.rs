@@ -540,6 +540,29 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// The database a restore next to the live data creates: `<database>_restored_<backup id>`,
+/// or `new_name`. For SQLite, whose database is a file path, `new_name` is a file in the
+/// original's folder. The server's restore preview and the restore job both name the target
+/// with this, so the preview shows what the job will create.
+#[must_use]
+pub fn beside_database(
+    sqlite: bool,
+    database: &str,
+    new_name: Option<&str>,
+    backup_id: i64,
+) -> String {
+    match new_name {
+        Some(n) if sqlite => std::path::Path::new(database)
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new(""))
+            .join(n)
+            .to_string_lossy()
+            .into_owned(),
+        Some(n) => n.to_owned(),
+        None => format!("{database}_restored_{backup_id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +682,24 @@ mod tests {
             display: "sqlite:///srv/my app.db",
         },
     ];
+
+    #[test]
+    fn a_restore_beside_the_live_database_names_a_new_one() {
+        for (sqlite, database, new_name, want) in [
+            (true, "/srv/app/clinic.db", Some("copy"), "/srv/app/copy"),
+            (
+                true,
+                "/srv/app/clinic.db",
+                None,
+                "/srv/app/clinic.db_restored_7",
+            ),
+            (true, "clinic.db", Some("copy"), "copy"),
+            (false, "clinic", Some("copy"), "copy"),
+            (false, "clinic", None, "clinic_restored_7"),
+        ] {
+            assert_eq!(beside_database(sqlite, database, new_name, 7), want);
+        }
+    }
 
     #[test]
     fn table_of_valid_urls() {

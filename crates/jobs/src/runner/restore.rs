@@ -253,17 +253,12 @@ async fn plan(
                 d.source.clone()
             } else {
                 let url = d.source.url();
-                let made = match (d.source.engine(), &target.new_name) {
-                    (Engine::Sqlite, Some(n)) => {
-                        let path = url.sqlite_path();
-                        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                        url.with_database(&dir.join(n).to_string_lossy())
-                    }
-                    (_, Some(n)) => url.with_database(n),
-                    (_, None) => {
-                        url.with_database(&format!("{}_restored_{backup_id}", url.database()))
-                    }
-                };
+                let made = url.with_database(&strongroom_sources::beside_database(
+                    d.source.engine() == Engine::Sqlite,
+                    url.database(),
+                    target.new_name.as_deref(),
+                    backup_id,
+                ));
                 match made {
                     Ok(u) => DatabaseSource::new(u).with_tools(d.source.tools().clone()),
                     Err(e) => {

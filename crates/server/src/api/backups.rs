@@ -11,6 +11,7 @@ use chrono::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strongroom_catalog::{JobFilter, JobKind, JobStatus};
+use strongroom_sources::beside_database;
 
 use super::ops::{self, BackupRequest};
 use crate::auth::password::{random_secret, token_hash};
@@ -468,7 +469,12 @@ async fn restore_preview(
             affected.push(json!({
                 "source": name, "type": "database", "engine": d.url.engine().name(),
                 "target": if body.replace { d.url.redacted().to_owned() } else {
-                    body.new_name.clone().unwrap_or_else(|| format!("{}_restored_{id}", d.url.database()))
+                    beside_database(
+                        d.url.engine() == strongroom_config::Engine::Sqlite,
+                        d.url.database(),
+                        body.new_name.as_deref(),
+                        id,
+                    )
                 },
             }));
         } else if let Some(m) = config.media.iter().find(|m| &m.name == name) {
