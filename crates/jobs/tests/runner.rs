@@ -368,6 +368,7 @@ on_both!(
     test_restore_forget_prune_and_verify_jobs,
     forget_by_id_removes_exactly_the_named_snapshots,
     restore_jobs_restore_as_confirmed,
+    a_replace_restore_keeps_what_backups_leave_out,
     test_restore_of_named_snapshots,
     unreadable_options_fail_the_job,
 );
@@ -2395,6 +2396,80 @@ async fn restore_jobs_restore_as_confirmed(env: Env) {
     // The replaced media folder is kept aside.
     let aside = PathBuf::from(format!("{}.before-restore-{}", env.media.display(), r.id));
     assert_eq!(std::fs::read(aside.join("new.txt")).unwrap(), b"new");
+}
+
+/// A replace restore of a media folder brings back the backup's files; what the folder's
+/// exclude patterns leave out of backups (caches, temporary files) was never in a snapshot,
+/// so it is moved from the replaced folder into the restored one rather than lost to the
+/// aside copy. An excluded entry whose place the restored folder has (the patterns changed
+/// since the backup) stays aside, and the job says so.
+async fn a_replace_restore_keeps_what_backups_leave_out(env: Env) {
+    std::fs::write(env.media.join("old.tmp"), b"in the backup").unwrap();
+    let backup = run_job(&env.runner("worker-1"), &request(JobKind::Media, &[])).await;
+    assert_eq!(
+        backup.status,
+        JobStatus::Success,
+        "{:?}",
+        backup.error_message
+    );
+    let mut sources = env.sources();
+    sources.media[0].exclude = vec!["cache/".into(), "*.tmp".into()];
+    let runner = env.runner_with(env.catalog.clone(), sources, "worker-1", settings());
+    let original_a = std::fs::read(env.media.join("a.txt")).unwrap();
+    std::fs::write(env.media.join("a.txt"), b"changed").unwrap();
+    std::fs::create_dir_all(env.media.join("cache/thumbs")).unwrap();
+    std::fs::write(env.media.join("cache/thumbs/1.jpg"), b"thumb").unwrap();
+    std::fs::write(env.media.join("sub/upload.tmp"), b"half an upload").unwrap();
+    std::fs::create_dir_all(env.media.join("later/deeper")).unwrap();
+    std::fs::write(env.media.join("later/deeper/x.tmp"), b"x").unwrap();
+    std::fs::write(env.media.join("old.tmp"), b"live").unwrap();
+    let r = run_raw(
+        &runner,
+        JobKind::Restore,
+        &backup.source,
+        json!({
+            "target_job_id": backup.id,
+            "snapshot_ids": backup.snapshot_ids,
+            "target": {"sources": ["uploads"], "replace": true, "new_name": null},
+            "safety_backup": true,
+            "confirmed_by": "admin",
+            "requested_via": "api",
+        }),
+    )
+    .await;
+    assert_eq!(r.status, JobStatus::Success, "{:?}", r.error_message);
+    // The backup's files are back; the excluded ones are still in the live folder.
+    assert_eq!(std::fs::read(env.media.join("a.txt")).unwrap(), original_a);
+    assert_eq!(
+        std::fs::read(env.media.join("cache/thumbs/1.jpg")).unwrap(),
+        b"thumb"
+    );
+    assert_eq!(
+        std::fs::read(env.media.join("sub/upload.tmp")).unwrap(),
+        b"half an upload"
+    );
+    // A folder the backup did not have is made for what is moved into it.
+    assert_eq!(
+        std::fs::read(env.media.join("later/deeper/x.tmp")).unwrap(),
+        b"x"
+    );
+    // old.tmp was backed up before the patterns excluded it: the backup's copy wins, the
+    // live one stays aside, and the job says so.
+    assert_eq!(
+        std::fs::read(env.media.join("old.tmp")).unwrap(),
+        b"in the backup"
+    );
+    let aside = PathBuf::from(format!("{}.before-restore-{}", env.media.display(), r.id));
+    assert_eq!(std::fs::read(aside.join("old.tmp")).unwrap(), b"live");
+    assert!(!aside.join("cache").exists());
+    assert_eq!(std::fs::read(aside.join("a.txt")).unwrap(), b"changed");
+    let part = &r.metadata["result"]["restored"][0]["details"];
+    assert_eq!(part["excluded_moved_back"], json!(3), "{}", r.metadata);
+    let left = part["excluded_left_in_previous"].to_string();
+    assert!(
+        left.contains("old.tmp") && left.contains("restored folder has it"),
+        "{left}"
+    );
 }
 
 /// A test restore of a given backup proves that backup's database, not the newest one.

@@ -11,8 +11,9 @@
 //!   of them are saved is anything replaced. A database is then restored with the engine's
 //!   replace (the old one kept or dropped as the engine allows); a media folder is restored
 //!   next to the live one, then swapped in (the old folder is kept as
-//!   `<folder>.before-restore-<job id>`). A media restore with damaged files is never swapped
-//!   in.
+//!   `<folder>.before-restore-<job id>`, and what the folder's exclude patterns leave out of
+//!   backups is moved from it into the restored folder). A media restore with damaged files
+//!   is never swapped in.
 //!
 //! Everything is checked before anything changes (every part is in the backup, every source
 //! is configured, every target is free): a restore that cannot be done as asked fails with
@@ -56,6 +57,9 @@ enum Part {
         live: PathBuf,
         /// Where the folder goes (the live one when replacing).
         target: PathBuf,
+        /// The folder's exclude patterns: what its backups leave out, and a replace carries
+        /// over from the live folder.
+        exclude: Vec<String>,
     },
 }
 
@@ -317,6 +321,7 @@ async fn plan(
                 snap: snap.clone(),
                 live: m.path.clone(),
                 target: dest,
+                exclude: m.exclude.clone(),
             });
         } else {
             return Ok(Err(format!(
@@ -425,8 +430,20 @@ async fn execute(
                 .map(|r| json!({ "bytes": r.bytes, "created": r.created, "replaced": r.replaced.is_some() }))
                 .map_err(|e| e.to_string()),
             Part::Media {
-                snap, live, target, ..
-            } => restore_media(repo, snap, live, target, replace, job.id, ctx).await,
+                snap,
+                live,
+                target,
+                exclude,
+                ..
+            } => {
+                let into = MediaTarget {
+                    live,
+                    target,
+                    replace,
+                    exclude,
+                };
+                restore_media(repo, snap, &into, job.id, ctx).await
+            }
         };
         match done {
             Ok(details) => restored.push(json!({
@@ -481,17 +498,34 @@ async fn execute(
     Ok(outcome)
 }
 
+/// Where a media restore goes.
+#[derive(Clone, Copy)]
+struct MediaTarget<'a> {
+    /// The configured folder.
+    live: &'a Path,
+    /// A new folder, or (replacing) the live folder's path.
+    target: &'a Path,
+    replace: bool,
+    /// The folder's exclude patterns.
+    exclude: &'a [String],
+}
+
 /// Restores a media snapshot into a staging folder next to the live one, then moves it to
-/// `target` (a new folder; or, replacing, the live folder's place, the old one kept aside).
+/// `target` (a new folder; or, replacing, the live folder's place, the old one kept aside,
+/// and what the exclude patterns leave out of backups moved from it into the restored one).
 async fn restore_media(
     repo: &Arc<Repository>,
     snap: &Snapshot,
-    live: &Path,
-    target: &Path,
-    replace: bool,
+    into: &MediaTarget<'_>,
     job_id: i64,
     ctx: &JobCtx,
 ) -> Result<Value, String> {
+    let MediaTarget {
+        live,
+        target,
+        replace,
+        ..
+    } = *into;
     let staging = staging_dir(live, job_id);
     // `restore_to_dir`'s future is not `Send` (it writes through a `&mut dyn Write`), so it
     // runs on a blocking thread of its own, driven by the runtime's handle.
@@ -530,12 +564,90 @@ async fn restore_media(
     let moved = place(&staging, live, target, replace, job_id);
     let _ = std::fs::remove_dir_all(&staging);
     let kept = moved?;
-    Ok(json!({
+    let mut details = json!({
         "files": stats.files,
         "dirs": stats.dirs,
         "bytes": stats.bytes,
-        "previous_kept_as": kept.map(|k| file_name(&k)),
-    }))
+        "previous_kept_as": kept.as_deref().map(file_name),
+    });
+    if let Some(aside) = &kept
+        && !into.exclude.is_empty()
+    {
+        ctx.set_phase("moving excluded files back from the replaced folder");
+        let carried = carry_over_excluded(aside, live, into.exclude);
+        details["excluded_moved_back"] = json!(carried.moved);
+        if !carried.left.is_empty() {
+            details["excluded_left_in_previous"] = json!(carried.left);
+        }
+    }
+    Ok(details)
+}
+
+/// What [`carry_over_excluded`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CarriedOver {
+    /// Entries moved back into the live folder.
+    moved: usize,
+    /// Entries left in the replaced folder, each with why (relative paths).
+    left: Vec<String>,
+}
+
+/// The entries of `folder` that `exclude` leaves out of its backups (relative paths; an
+/// excluded folder is one entry, not entered), in walk order. Read-only.
+fn excluded_entries(folder: &Path, exclude: &strongroom_repo::exclude::Excludes) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut found = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(folder.join(&rel)) else {
+            continue;
+        };
+        let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
+        names.sort_by_key(std::fs::DirEntry::file_name);
+        for e in names {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let path = rel.join(e.file_name());
+            if exclude.excludes(rel.as_os_str().as_bytes(), e.file_name().as_bytes(), is_dir) {
+                found.push(path);
+            } else if is_dir {
+                pending.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// After a replace: the entries of the replaced folder (`aside`) that the exclude patterns
+/// leave out of backups are not in any snapshot, so the restore did not bring them back.
+/// They are moved (renamed, same file system) into the restored live folder at the same
+/// place, creating the folders leading to them; one whose place is taken stays aside. First
+/// planned (the list of entries), then moved.
+fn carry_over_excluded(aside: &Path, live: &Path, patterns: &[String]) -> CarriedOver {
+    let mut out = CarriedOver::default();
+    let exclude = match strongroom_repo::exclude::Excludes::new(patterns) {
+        Ok(x) => x,
+        Err(e) => {
+            out.left.push(format!("(every excluded entry: {e})"));
+            return out;
+        }
+    };
+    for rel in excluded_entries(aside, &exclude) {
+        let to = live.join(&rel);
+        if std::fs::symlink_metadata(&to).is_ok() {
+            out.left
+                .push(format!("{}: the restored folder has it", rel.display()));
+            continue;
+        }
+        let moved = to
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::rename(aside.join(&rel), &to));
+        match moved {
+            Ok(()) => out.moved += 1,
+            Err(e) => out.left.push(format!("{}: {e}", rel.display())),
+        }
+    }
+    out
 }
 
 /// Moves the one folder a media snapshot restores (named after the backed-up folder) from
