@@ -474,7 +474,7 @@ pub async fn backup_stream_with(
 /// storing them, and its snapshot would not restore.
 async fn refresh_index(repo: &Repository, lock: &LockGuard) -> Result<()> {
     lock.check().await?;
-    repo.load_index().await?;
+    repo.reload_index_if_changed().await?;
     Ok(())
 }
 

@@ -95,6 +95,10 @@ pub struct Repository {
     config: Config,
     index: Arc<RwLock<MasterIndex>>,
     index_files: RwLock<Vec<Id>>,
+    /// What the last [`Repository::load_index`] read: the index file names (sorted) and its
+    /// warnings; `None` once blobs were added in memory since (packs not yet in an index
+    /// file), or before any load.
+    loaded_index: std::sync::Mutex<Option<(Vec<String>, Vec<String>)>>,
     /// Id of the key file that opened the repository; none when a master key file did.
     key_id: Option<Id>,
     /// The local cache of decoded snapshots, when the caller gave a cache folder.
@@ -275,6 +279,7 @@ impl Repository {
             config,
             index: Arc::default(),
             index_files: RwLock::default(),
+            loaded_index: std::sync::Mutex::default(),
             key_id: Some(key_id),
             snapshot_cache: None,
         })
@@ -363,6 +368,7 @@ impl Repository {
             config,
             index: Arc::default(),
             index_files: RwLock::default(),
+            loaded_index: std::sync::Mutex::default(),
             key_id,
             snapshot_cache: None,
         })
@@ -425,11 +431,46 @@ impl Repository {
             .list(Kind::Index)
             .await
             .map_err(RepoError::storage("listing index files"))?;
+        self.load_index_files(files.into_iter().map(|f| f.name).collect())
+            .await
+    }
+
+    /// [`Repository::load_index`], but when the repository holds exactly the index files the
+    /// last load read and no blob was added in memory since, the index in memory is already
+    /// what they say (index files are never changed once written, and each has a name of
+    /// its own): only the listing is read, and the last load's warnings are returned again.
+    /// A backup reloads the index under its lock this way, after the command or job loaded it
+    /// to open the repository (on 1,000,000 blobs a load reads and sorts 47 MB, and holds the
+    /// old and the new table at once).
+    ///
+    /// # Errors
+    /// As [`Repository::load_index`].
+    pub async fn reload_index_if_changed(&self) -> Result<Vec<String>> {
+        let files = self
+            .storage
+            .list(Kind::Index)
+            .await
+            .map_err(RepoError::storage("listing index files"))?;
+        let mut names: Vec<String> = files.into_iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        if let Ok(last) = self.loaded_index.lock()
+            && let Some((loaded, warnings)) = last.as_ref()
+            && *loaded == names
+        {
+            return Ok(warnings.clone());
+        }
+        self.load_index_files(names).await
+    }
+
+    async fn load_index_files(&self, mut names: Vec<String>) -> Result<Vec<String>> {
+        names.sort_unstable();
+        if let Ok(mut last) = self.loaded_index.lock() {
+            *last = None;
+        }
         let mut warnings = Vec::new();
         let mut index = crate::index::IndexBuilder::default();
         let mut ids = Vec::new();
-        for f in files {
-            let name = &f.name;
+        for name in &names {
             let damaged = |what: &str, detail: String| {
                 RepoError::Corrupt {
                     what: format!("index file {what}"),
@@ -457,6 +498,9 @@ impl Repository {
         *self.index_write() = index.finish();
         if let Ok(mut v) = self.index_files.write() {
             *v = ids;
+        }
+        if let Ok(mut last) = self.loaded_index.lock() {
+            *last = Some((names, warnings.clone()));
         }
         Ok(warnings)
     }
@@ -1019,10 +1063,16 @@ impl Repository {
     }
 
     pub(crate) fn add_to_index(&self, pack: Id, size: u64, entries: &[PackEntry]) {
+        if let Ok(mut last) = self.loaded_index.lock() {
+            *last = None;
+        }
         self.index_write().add_pack(pack, size, entries);
     }
 
     pub(crate) fn replace_index(&self, index: MasterIndex, files: Vec<Id>) {
+        if let Ok(mut last) = self.loaded_index.lock() {
+            *last = None;
+        }
         *self.index_write() = index;
         if let Ok(mut v) = self.index_files.write() {
             *v = files;

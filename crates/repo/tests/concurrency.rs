@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use common::{Meta, PASSWORD, XorShift, assert_same, scan, scan_children};
 use strongroom_repo::archiver::{self, BackupOptions};
 use strongroom_repo::checker::{self, ReadData};
@@ -483,5 +484,77 @@ fn stale_lock_of_dead_process_is_ignored_unreadable_lock_blocks() {
         let err = lock::lock(&repo, true, "prune").await.unwrap_err();
         assert!(matches!(err, RepoError::Locked(_)), "{err}");
         assert!(err.to_string().contains(&garbage.to_hex()), "{err}");
+    });
+}
+
+/// A backup reloads the index under its lock, but reads index files again only when the
+/// repository's set of them changed or blobs were added in memory since the last load: an
+/// index file damaged after an unchanged load is not read (its old contents are still what
+/// the memory holds), while a new index file from another process, or a pack this handle
+/// added, makes the next reload read them all.
+#[test]
+fn an_unchanged_index_is_not_read_again() {
+    let rt = common::runtime();
+    rt.block_on(async {
+        let (mem, repo) = common::memory_repo().await;
+        let storage = Arc::clone(repo.storage());
+        let g = lock::lock(&repo, false, "b").await.unwrap();
+        let data = XorShift::new(3).bytes(300_000);
+        strongroom_repo::archiver::backup_stream(
+            &repo,
+            &g,
+            "a",
+            Box::new(std::io::Cursor::new(data)),
+            strongroom_repo::archiver::BackupOptions::default(),
+        )
+        .await
+        .unwrap();
+        g.release().await.unwrap();
+        let h = common::handle(&storage, None).await;
+        let blobs = h.index_read().blob_count();
+        assert!(blobs > 0);
+        // Damage the one index file behind the handle's back.
+        let names = storage.list_names(Kind::Index).await.unwrap();
+        assert_eq!(names.len(), 1);
+        let good = mem
+            .put_raw(Kind::Index, &names[0], Bytes::from_static(b"damaged"))
+            .unwrap();
+        assert!(h.reload_index_if_changed().await.unwrap().is_empty());
+        assert_eq!(h.index_read().blob_count(), blobs);
+        // load_index always reads: it sees the damage.
+        let warnings = h.load_index().await.unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(h.index_read().blob_count(), 0);
+        // The same warning comes back from an unchanged reload.
+        assert_eq!(h.reload_index_if_changed().await.unwrap(), warnings);
+        mem.put_raw(Kind::Index, &names[0], good);
+        // A new index file (another process's backup) is read, with every other one.
+        let g = lock::lock(&repo, false, "b").await.unwrap();
+        strongroom_repo::archiver::backup_stream(
+            &repo,
+            &g,
+            "b",
+            Box::new(std::io::Cursor::new(XorShift::new(4).bytes(300_000))),
+            strongroom_repo::archiver::BackupOptions::default(),
+        )
+        .await
+        .unwrap();
+        g.release().await.unwrap();
+        assert!(h.reload_index_if_changed().await.unwrap().is_empty());
+        let both = h.index_read().blob_count();
+        assert!(both > blobs, "{both} > {blobs}");
+        // A pack added in memory (no index file written for it): the next reload reads the
+        // files again, and sees the damage.
+        let mut p = h.packer();
+        p.add_plain(
+            strongroom_repo::pack::BlobType::Data,
+            b"only in memory".to_vec(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.finish_packs().await.unwrap().len(), 1);
+        assert_eq!(storage.list_names(Kind::Index).await.unwrap().len(), 2);
+        mem.put_raw(Kind::Index, &names[0], Bytes::from_static(b"damaged"));
+        assert_eq!(h.reload_index_if_changed().await.unwrap().len(), 1);
     });
 }
