@@ -99,6 +99,9 @@ pub struct Repository {
     /// warnings; `None` once blobs were added in memory since (packs not yet in an index
     /// file), or before any load.
     loaded_index: std::sync::Mutex<Option<(Vec<String>, Vec<String>)>>,
+    /// Whole packs of trees read from storage whose requests are costly (see
+    /// [`Repository::read_blob`]).
+    tree_packs: std::sync::Mutex<TreePackCache>,
     /// Id of the key file that opened the repository; none when a master key file did.
     key_id: Option<Id>,
     /// The local cache of decoded snapshots, when the caller gave a cache folder.
@@ -126,6 +129,17 @@ pub fn username() -> String {
 }
 
 const CONFIG_NAME: &str = "config";
+
+/// Bytes of whole tree packs [`Repository::read_blob`] keeps from costly storage: two packs
+/// of the default size. The oldest read is dropped first.
+pub const TREE_PACK_CACHE_BYTES: usize = 32 << 20;
+
+/// Tree packs read whole, oldest first.
+#[derive(Debug, Default)]
+struct TreePackCache {
+    packs: std::collections::VecDeque<(Id, Bytes)>,
+    bytes: usize,
+}
 
 /// Finds the key file that opens with `password` and whose master key opens the config.
 async fn unlock_with_password(
@@ -280,6 +294,7 @@ impl Repository {
             index: Arc::default(),
             index_files: RwLock::default(),
             loaded_index: std::sync::Mutex::default(),
+            tree_packs: std::sync::Mutex::default(),
             key_id: Some(key_id),
             snapshot_cache: None,
         })
@@ -369,6 +384,7 @@ impl Repository {
             index: Arc::default(),
             index_files: RwLock::default(),
             loaded_index: std::sync::Mutex::default(),
+            tree_packs: std::sync::Mutex::default(),
             key_id,
             snapshot_cache: None,
         })
@@ -658,26 +674,58 @@ impl Repository {
     ///
     /// # Errors
     /// [`RepoError::BlobMissing`] or [`RepoError::Corrupt`] naming the blob and pack.
+    ///
+    /// A tree (or content list) from storage whose requests are costly (S3) is read with its
+    /// whole pack, which is kept (up to [`TREE_PACK_CACHE_BYTES`]) for the trees next to it:
+    /// a restore, verify or prune walks thousands of folders, and a request per folder at
+    /// tens of milliseconds each added minutes.
     pub async fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = self
             .index_read()
             .get(id)
             .ok_or_else(|| RepoError::BlobMissing(id.short()))?;
         let e = loc.entry;
-        let stored = self
-            .storage
-            .read_range(
-                Kind::Pack,
-                &loc.pack.to_hex(),
-                u64::from(e.offset),
-                u64::from(e.stored_len),
-            )
-            .await
-            .map_err(RepoError::storage(format!(
-                "reading blob {} from pack {}",
-                id.short(),
-                loc.pack.short()
-            )))?;
+        let what = || format!("reading blob {} from pack {}", id.short(), loc.pack.short());
+        let whole_pack = e.blob_type == BlobType::Tree
+            && self.storage.requests_are_costly()
+            && self.config.pack_size as usize <= TREE_PACK_CACHE_BYTES / 2;
+        let stored = if whole_pack {
+            let pack = match self.cached_tree_pack(&loc.pack) {
+                Some(p) => p,
+                None => {
+                    let p = self
+                        .storage
+                        .read(Kind::Pack, &loc.pack.to_hex())
+                        .await
+                        .map_err(RepoError::storage(what()))?;
+                    self.keep_tree_pack(loc.pack, p.clone());
+                    p
+                }
+            };
+            let start = e.offset as usize;
+            let end = start + e.stored_len as usize;
+            if end > pack.len() {
+                return Err(RepoError::Corrupt {
+                    what: format!("pack {}", loc.pack.short()),
+                    detail: format!(
+                        "{} bytes long, but blob {} is listed at {start}..{end}",
+                        pack.len(),
+                        id.short()
+                    ),
+                });
+            }
+            pack.slice(start..end)
+        } else {
+            self.storage
+                .read_range(
+                    Kind::Pack,
+                    &loc.pack.to_hex(),
+                    u64::from(e.offset),
+                    u64::from(e.stored_len),
+                )
+                .await
+                .map_err(RepoError::storage(what()))?
+        };
         let key = self.key.clone();
         let pack = loc.pack;
         // Bytes made from a Vec give it back without a copy when they are its only owner.
@@ -1060,6 +1108,31 @@ impl Repository {
     #[must_use]
     pub fn packer(&self) -> Packer<'_> {
         Packer::new(self)
+    }
+
+    fn cached_tree_pack(&self, pack: &Id) -> Option<Bytes> {
+        let cache = self.tree_packs.lock().ok()?;
+        cache
+            .packs
+            .iter()
+            .find(|(id, _)| id == pack)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn keep_tree_pack(&self, pack: Id, bytes: Bytes) {
+        let Ok(mut cache) = self.tree_packs.lock() else {
+            return;
+        };
+        if cache.packs.iter().any(|(id, _)| *id == pack) {
+            return;
+        }
+        cache.bytes += bytes.len();
+        cache.packs.push_back((pack, bytes));
+        while cache.bytes > TREE_PACK_CACHE_BYTES && cache.packs.len() > 1 {
+            if let Some((_, old)) = cache.packs.pop_front() {
+                cache.bytes -= old.len();
+            }
+        }
     }
 
     pub(crate) fn add_to_index(&self, pack: Id, size: u64, entries: &[PackEntry]) {

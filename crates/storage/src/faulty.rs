@@ -375,6 +375,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
         format!("faulty:{}", self.inner.location())
     }
 
+    fn requests_are_costly(&self) -> bool {
+        self.inner.requests_are_costly()
+    }
+
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
         let plan = self.plan(Op::List, Some(kind));
         if plan.error_before {

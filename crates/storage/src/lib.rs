@@ -202,6 +202,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         out
     }
 
+    /// Whether each request costs a round trip over a network (an object store): callers
+    /// then read more per request, e.g. a whole pack of trees instead of one tree at a time.
+    /// Local storage answers small reads from the page cache and says no.
+    fn requests_are_costly(&self) -> bool {
+        false
+    }
+
     /// Reads `length` bytes at `offset`; fails with [`StorageError::OutOfRange`] when the
     /// object is shorter.
     async fn read_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Bytes>;
@@ -242,6 +249,10 @@ pub fn check_name(name: &str) -> Result<()> {
 impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     fn location(&self) -> String {
         (**self).location()
+    }
+
+    fn requests_are_costly(&self) -> bool {
+        (**self).requests_are_costly()
     }
 
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {

@@ -86,7 +86,12 @@ impl XorShift {
 /// A new repository in memory (fast key derivation).
 pub async fn memory_repo() -> (MemoryStorage, Arc<Repository>) {
     let mem = MemoryStorage::new();
-    let storage: Arc<dyn Storage> = Arc::new(mem.clone());
+    let repo = init_in(Arc::new(mem.clone())).await;
+    (mem, repo)
+}
+
+/// A new repository in `storage` (fast key derivation).
+pub async fn init_in(storage: Arc<dyn Storage>) -> Arc<Repository> {
     let repo = Repository::init(
         storage,
         PASSWORD,
@@ -97,7 +102,7 @@ pub async fn memory_repo() -> (MemoryStorage, Arc<Repository>) {
     )
     .await
     .unwrap();
-    (mem, Arc::new(repo))
+    Arc::new(repo)
 }
 
 /// Another handle on the repository in `storage`, with its index loaded, keeping its local

@@ -570,6 +570,10 @@ impl Storage for S3Storage {
         format!("s3://{}{prefix} ({})", s.bucket, self.origin)
     }
 
+    fn requests_are_costly(&self) -> bool {
+        true
+    }
+
     async fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
         let root = self.key_prefix();
         let what = format!("listing {kind:?} objects");
