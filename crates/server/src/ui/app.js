@@ -421,6 +421,15 @@ function userRow(u, me) {
   const actions = [];
   if (u.id !== me) {
     actions.push(button(u.disabled ? "Enable" : "Disable", () => act(`/api/v1/users/${u.id}`, { disabled: !u.disabled }, `${u.username} ${u.disabled ? "enabled" : "disabled"}.`, "PUT")));
+    // A forgotten password: the admin sets a new one (it ends the user's sessions).
+    actions.push(button("Set password", (ev) => {
+      const cell = ev.target.parentElement;
+      if (cell.querySelector("input")) return;
+      const input = el("input", { type: "password", autocomplete: "new-password", "aria-label": `new password for ${u.username}` });
+      cell.append(input, button("Save password", () => act(`/api/v1/users/${u.id}`, { password: input.value },
+        `New password set for ${u.username}; their sessions were ended.`, "PUT")));
+      input.focus();
+    }));
     actions.push(confirmedButton("Delete", `Delete user ${u.username}, with their tokens and sessions?`,
       `/api/v1/users/${u.id}`, `${u.username} deleted.`));
   } else {
