@@ -202,6 +202,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         out
     }
 
+    /// Reads a whole object into `buf` (its contents replaced), reusing its memory where
+    /// the backend can: a caller that reads many large objects one after another (verify
+    /// reads every pack) then does not fault in fresh pages for each. The default reads with
+    /// [`Storage::read`] and returns that buffer instead.
+    async fn read_into(&self, kind: Kind, name: &str, buf: Vec<u8>) -> Result<Vec<u8>> {
+        drop(buf);
+        Ok(Vec::from(self.read(kind, name).await?))
+    }
+
     /// Whether each request costs a round trip over a network (an object store): callers
     /// then read more per request, e.g. a whole pack of trees instead of one tree at a time.
     /// Local storage answers small reads from the page cache and says no.
@@ -265,6 +274,10 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
 
     async fn read(&self, kind: Kind, name: &str) -> Result<Bytes> {
         (**self).read(kind, name).await
+    }
+
+    async fn read_into(&self, kind: Kind, name: &str, buf: Vec<u8>) -> Result<Vec<u8>> {
+        (**self).read_into(kind, name, buf).await
     }
 
     async fn read_many(&self, kind: Kind, names: &[String]) -> Vec<Result<Bytes>> {

@@ -496,6 +496,24 @@ impl Storage for LocalStorage {
         .await
     }
 
+    async fn read_into(&self, kind: Kind, name: &str, mut buf: Vec<u8>) -> Result<Vec<u8>> {
+        let path = self.object_path(kind, name)?;
+        let name = name.to_owned();
+        self.blocking(format!("reading {}", path.display()), move |_| {
+            use std::io::Read as _;
+            buf.clear();
+            fs::File::open(&path)
+                .and_then(|mut f| {
+                    let len = f.metadata().map_or(0, |m| m.len());
+                    buf.reserve(usize::try_from(len).unwrap_or(0));
+                    f.read_to_end(&mut buf)
+                })
+                .map_err(|e| not_found_or(kind, &name, format!("reading {}", path.display()), e))?;
+            Ok(buf)
+        })
+        .await
+    }
+
     async fn read_many(&self, kind: Kind, names: &[String]) -> Vec<Result<Bytes>> {
         let paths: Vec<(String, Result<PathBuf>)> = names
             .iter()

@@ -310,6 +310,40 @@ async fn check_read_many(f: Fixture) {
     assert!(other[0].as_ref().unwrap_err().is_not_found());
 }
 
+/// `read_into` returns exactly the object whatever the buffer held before (longer, shorter,
+/// or with room to spare), and fails like `read` for a missing or invalid name.
+async fn check_read_into(f: Fixture) {
+    let s = created(&f).await;
+    let big = data(300_000, 7);
+    let small = data(1_000, 8);
+    s.write(Kind::Pack, &pack_name(1), big.clone())
+        .await
+        .unwrap();
+    s.write(Kind::Pack, &pack_name(2), small.clone())
+        .await
+        .unwrap();
+    let buf = s
+        .read_into(Kind::Pack, &pack_name(1), vec![0xAA; 5])
+        .await
+        .unwrap();
+    assert_eq!(buf, big);
+    // The same buffer again, for a shorter object: nothing of the longer one is left.
+    let buf = s.read_into(Kind::Pack, &pack_name(2), buf).await.unwrap();
+    assert_eq!(buf, small);
+    let buf = s.read_into(Kind::Pack, &pack_name(1), buf).await.unwrap();
+    assert_eq!(buf, big);
+    let e = s
+        .read_into(Kind::Pack, &pack_name(3), Vec::new())
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e:?}");
+    let e = s
+        .read_into(Kind::Pack, "../escape", Vec::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::InvalidName(_)), "{e:?}");
+}
+
 async fn check_read_range(f: Fixture) {
     let s = created(&f).await;
     let obj = data(100, 9);
@@ -547,6 +581,13 @@ macro_rules! conformance {
             async fn racing_writers_one_wins() {
                 if let Some(f) = fixture(super::$backend()) {
                     check_racing_writers_one_wins(f).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn read_into() {
+                if let Some(f) = fixture(super::$backend()) {
+                    check_read_into(f).await;
                 }
             }
 
