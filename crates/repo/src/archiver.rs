@@ -620,7 +620,9 @@ where
             async move {
                 match ev {
                     Event::Chunks(chunks) => tokio::task::spawn_blocking(move || {
-                        Processed::Chunks(chunks.iter().map(|c| process_chunk(&ctx, c)).collect())
+                        let done = chunks.iter().map(|c| process_chunk(&ctx, c)).collect();
+                        chunks.into_iter().for_each(crate::buffers::give);
+                        Processed::Chunks(done)
                     })
                     .await
                     .map_err(|e| RepoError::Invalid(format!("worker failed: {e}"))),

@@ -195,7 +195,8 @@ impl<R: Read> Chunker<R> {
                 return Ok(None);
             }
             let len = if len == 0 { data.len() } else { len };
-            let chunk = data[..len].to_vec();
+            let mut chunk = crate::buffers::take(len);
+            chunk.extend_from_slice(&data[..len]);
             self.start += len;
             return Ok(Some(chunk));
         }

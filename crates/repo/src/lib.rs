@@ -12,6 +12,7 @@
 //! which backend it has. It knows nothing of databases, catalogs or HTTP.
 
 pub mod archiver;
+pub mod buffers;
 pub mod checker;
 pub mod chunker;
 pub mod compress;

@@ -1449,7 +1449,7 @@ pub fn seal_blob_at(
 ) -> SealedBlob {
     // One buffer, written once: room for the nonce, the stored bytes, then the tag.
     let mut sealed =
-        Vec::with_capacity(compress::stored_bound(raw.len()) + crate::crypto::SEAL_OVERHEAD);
+        crate::buffers::take(compress::stored_bound(raw.len()) + crate::crypto::SEAL_OVERHEAD);
     sealed.extend_from_slice(&[0u8; crate::crypto::NONCE_LEN]);
     let compression = compress::compress_append(raw, level, &mut sealed);
     key.seal_in_place(blob_type.object_type(), &id, &mut sealed);
@@ -1556,6 +1556,7 @@ impl<'a> Packer<'a> {
             blob.raw_len,
             &blob.sealed,
         );
+        crate::buffers::give(blob.sealed);
         if builder.len() >= self.repo.config.pack_size as usize {
             let full = std::mem::take(builder);
             self.upload(full).await?;

@@ -1,0 +1,100 @@
+//! A small pool of large byte buffers that a backup hands back and forth: a chunk's bytes
+//! and a sealed blob are each about a megabyte, made and dropped a thousand times per
+//! gigabyte. Under the compact allocator profile each was a fresh mapping, faulted in a page
+//! at a time and unmapped again; from the pool they come back with their pages in place.
+//!
+//! The pool holds at most [`POOL_BYTES`] of capacity, so it adds at most that to a
+//! command's memory. It must never hand out a buffer with old contents: [`take`] returns
+//! it empty.
+
+use std::sync::Mutex;
+
+/// Capacity the pool keeps at most.
+pub const POOL_BYTES: usize = 4 << 20;
+
+/// Buffers smaller than this are left to the allocator (its own free lists reuse them).
+const MIN_POOLED: usize = 256 << 10;
+
+/// Buffers handed back, with their total capacity.
+struct Pool {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Pool {
+    const fn new(limit: usize) -> Pool {
+        Pool {
+            buffers: Vec::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    fn take(&mut self, capacity: usize) -> Option<Vec<u8>> {
+        let i = self.buffers.iter().position(|b| b.capacity() >= capacity)?;
+        let mut b = self.buffers.swap_remove(i);
+        self.bytes -= b.capacity();
+        b.clear();
+        Some(b)
+    }
+
+    fn give(&mut self, buf: Vec<u8>) {
+        if self.bytes + buf.capacity() <= self.limit {
+            self.bytes += buf.capacity();
+            self.buffers.push(buf);
+        }
+    }
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool::new(POOL_BYTES));
+
+/// An empty buffer with room for at least `capacity` bytes: from the pool when one there
+/// is large enough, else new.
+#[must_use]
+pub fn take(capacity: usize) -> Vec<u8> {
+    if capacity >= MIN_POOLED
+        && let Ok(mut pool) = POOL.lock()
+        && let Some(b) = pool.take(capacity)
+    {
+        return b;
+    }
+    Vec::with_capacity(capacity)
+}
+
+/// Hands a buffer back for a later [`take`]; dropped instead when it is small or the pool
+/// is full.
+pub fn give(buf: Vec<u8>) {
+    if buf.capacity() < MIN_POOLED {
+        return;
+    }
+    if let Ok(mut pool) = POOL.lock() {
+        pool.give(buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_empty_and_the_pool_stays_bounded() {
+        let mut pool = Pool::new(4 << 20);
+        let mut b = Vec::with_capacity(1 << 20);
+        b.extend_from_slice(&[7u8; 1000]);
+        let ptr = b.as_ptr();
+        pool.give(b);
+        // Too large a request finds nothing; a fitting one gets the same memory, empty.
+        assert!(pool.take(2 << 20).is_none());
+        let again = pool.take(1 << 20).unwrap();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), ptr);
+        assert_eq!(pool.bytes, 0);
+        // The total stays under the limit: four of 1 MiB fit, the fifth is dropped.
+        for _ in 0..5 {
+            pool.give(Vec::with_capacity(1 << 20));
+        }
+        assert_eq!(pool.buffers.len(), 4);
+        assert_eq!(pool.bytes, 4 << 20);
+    }
+}
