@@ -1600,6 +1600,13 @@ fn a_master_key_file_replaces_the_password() {
     assert_eq!(mode, 0o600);
     let written = std::fs::read(&key).unwrap();
     e.fails(&["key", "export-master", k], &["never overwritten"]);
+    // Never inside the repository.
+    let inside = e.repo.join("data").join("master.key");
+    e.fails(
+        &["key", "export-master", inside.to_str().unwrap()],
+        &["inside the repository"],
+    );
+    assert!(!inside.exists());
     assert_eq!(std::fs::read(&key).unwrap(), written);
 
     // From here the password is wrong: only the key file opens the repository.

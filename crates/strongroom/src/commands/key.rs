@@ -82,6 +82,24 @@ pub async fn key(g: &Global, k: KeyCommand) -> Result<i32> {
             println!("password changed (new key {})", id.short());
         }
         KeyCommand::ExportMaster { file } => {
+            // The key beside the data it opens would open it for whoever can read the
+            // storage (or a copy of it): refused.
+            if let Some(root) = super::local_repo_folder(g)? {
+                let parent = match file.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                };
+                if let (Ok(parent), Ok(root)) = (parent.canonicalize(), root.canonicalize())
+                    && parent.starts_with(&root)
+                {
+                    bail!(
+                        "{} is inside the repository ({}): whoever can read the repository could \
+                         then read every backup; write the master key file somewhere else",
+                        file.display(),
+                        root.display()
+                    );
+                }
+            }
             let master = repo.master_key_file();
             crate::password::write_master_key_file(&file, &master)?;
             if !g.quiet {

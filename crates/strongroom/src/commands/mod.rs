@@ -62,6 +62,22 @@ pub fn storage(g: &Global) -> Result<Arc<dyn Storage>> {
     service::location_storage(&service::repo_flag_location(repo)?)
 }
 
+/// The repository's folder when it is a local one (`--repo`, else the configuration's).
+pub fn local_repo_folder(g: &Global) -> Result<Option<std::path::PathBuf>> {
+    let location = match g.repo.as_deref() {
+        Some(r) => service::repo_flag_location(r)?,
+        None if g.config.is_some() => match &service::load_config(g)?.repository.location {
+            Some(l) => l.clone(),
+            None => return Ok(None),
+        },
+        None => return Ok(None),
+    };
+    Ok(match location {
+        strongroom_config::RepoLocation::Path(p) => Some(p),
+        strongroom_config::RepoLocation::S3 { .. } => None,
+    })
+}
+
 /// What opens the repository: `--master-key-file`; else, with a configuration file, its
 /// `[repository]` settings; else `--password-file`, `STRONGROOM_PASSWORD` or a prompt.
 pub fn credential(g: &Global) -> Result<Credential> {
