@@ -271,8 +271,7 @@ impl RepoOpener {
     /// # Errors
     /// Not a repository, a wrong password, or a storage failure.
     pub async fn open(&self) -> Result<Arc<Repository>, RepoError> {
-        let mut repo =
-            Repository::open_with(Arc::clone(&self.storage), self.credential.unlock()).await?;
+        let mut repo = Repository::open_with(Arc::clone(&self.storage), &self.credential).await?;
         if let Some(dir) = &self.cache_dir {
             repo.use_snapshot_cache(dir);
         }

@@ -39,5 +39,5 @@ pub mod tree;
 pub use error::{RepoError, Result};
 pub use id::Id;
 pub use master_key_file::MasterKeyFile;
-pub use repository::{Credential, InitOptions, Repository, Unlock};
+pub use repository::{Credential, InitOptions, Repository};
 pub use snapshot::{Snapshot, SnapshotKind};

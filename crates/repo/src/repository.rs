@@ -43,25 +43,8 @@ impl Default for InitOptions {
 }
 
 /// What opens a repository: a password (tried against every key file, each costing one key
-/// derivation), or a master key file written by [`Repository::master_key_file`].
-#[derive(Clone, Copy)]
-pub enum Unlock<'a> {
-    /// A password.
-    Password(&'a [u8]),
-    /// A master key file: no key derivation, no key file read.
-    MasterKey(&'a MasterKeyFile),
-}
-
-impl std::fmt::Debug for Unlock<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unlock::Password(_) => f.write_str("Password(***)"),
-            Unlock::MasterKey(m) => f.debug_tuple("MasterKey").field(m).finish(),
-        }
-    }
-}
-
-/// An owned [`Unlock`], for openers that open the repository again and again (the service).
+/// derivation), or a master key file written by [`Repository::master_key_file`] (no key
+/// derivation, no key file read).
 #[derive(Clone)]
 pub enum Credential {
     /// A password.
@@ -70,20 +53,12 @@ pub enum Credential {
     MasterKey(Box<MasterKeyFile>),
 }
 
-impl Credential {
-    /// The borrowed form [`Repository::open_with`] takes.
-    #[must_use]
-    pub fn unlock(&self) -> Unlock<'_> {
-        match self {
-            Credential::Password(p) => Unlock::Password(p),
-            Credential::MasterKey(m) => Unlock::MasterKey(m),
-        }
-    }
-}
-
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.unlock().fmt(f)
+        match self {
+            Credential::Password(_) => f.write_str("Password(***)"),
+            Credential::MasterKey(m) => f.debug_tuple("MasterKey").field(m).finish(),
+        }
     }
 }
 
@@ -95,8 +70,8 @@ pub struct Repository {
     config: Config,
     index: Arc<RwLock<MasterIndex>>,
     index_files: RwLock<Vec<Id>>,
-    /// What the last [`Repository::load_index`] read: the index file names (sorted) and its
-    /// warnings; `None` once blobs were added in memory since (packs not yet in an index
+    /// What the last [`Repository::load_index`] read: the index file names (as listed,
+    /// sorted) and its warnings; `None` once blobs were added in memory since (packs not yet in an index
     /// file), or before any load.
     loaded_index: std::sync::Mutex<Option<(Vec<String>, Vec<String>)>>,
     /// Whole packs of trees read from storage whose requests are costly (see
@@ -141,12 +116,37 @@ struct TreePackCache {
     bytes: usize,
 }
 
-/// Finds the key file that opens with `password` and whose master key opens the config.
+impl TreePackCache {
+    fn get(&self, pack: &Id) -> Option<Bytes> {
+        self.packs
+            .iter()
+            .find(|(id, _)| id == pack)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Keeps `bytes`, dropping the oldest packs beyond [`TREE_PACK_CACHE_BYTES`] (never the
+    /// one just added).
+    fn insert(&mut self, pack: Id, bytes: Bytes) {
+        if self.get(&pack).is_some() {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.packs.push_back((pack, bytes));
+        while self.bytes > TREE_PACK_CACHE_BYTES && self.packs.len() > 1 {
+            if let Some((_, old)) = self.packs.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+    }
+}
+
+/// Finds the key file that opens with `password` and whose master key opens the config;
+/// returns that key, the key file's id and the decrypted config.
 async fn unlock_with_password(
     storage: &dyn Storage,
     password: &[u8],
     config_bytes: &[u8],
-) -> Result<(MasterKey, Id)> {
+) -> Result<(MasterKey, Id, Vec<u8>)> {
     let keys = storage
         .list(Kind::Key)
         .await
@@ -194,8 +194,8 @@ async fn unlock_with_password(
                 // A key that unwraps but does not open the config belongs to another
                 // repository (e.g. left by an interrupted init): try the others.
                 match key.open(ObjectType::Config, &Id::default(), config_bytes) {
-                    Ok(_) => {
-                        opened = Some((key, id));
+                    Ok(cfg) => {
+                        opened = Some((key, id, cfg));
                         break;
                     }
                     Err(e) => {
@@ -217,7 +217,7 @@ async fn unlock_with_password(
             }
         }
     }
-    let Some((key, key_id)) = opened else {
+    let Some(opened) = opened else {
         if let Some(e) = config_error {
             return Err(e);
         }
@@ -226,7 +226,7 @@ async fn unlock_with_password(
             _ => RepoError::WrongPassword(keys.len()),
         });
     };
-    Ok((key, key_id))
+    Ok(opened)
 }
 
 impl Repository {
@@ -306,7 +306,7 @@ impl Repository {
     /// [`RepoError::NotARepository`], [`RepoError::WrongPassword`],
     /// [`RepoError::KeyFileDamaged`], or a damaged config.
     pub async fn open(storage: Arc<dyn Storage>, password: &[u8]) -> Result<Repository> {
-        Repository::open_with(storage, Unlock::Password(password)).await
+        Repository::open_with(storage, &Credential::Password(password.to_vec())).await
     }
 
     /// Opens a repository with a password or a master key file (without loading its index).
@@ -314,7 +314,10 @@ impl Repository {
     /// # Errors
     /// As [`Repository::open`]; with a master key file, [`RepoError::MasterKeyMismatch`]
     /// when the config does not open with it.
-    pub async fn open_with(storage: Arc<dyn Storage>, unlock: Unlock<'_>) -> Result<Repository> {
+    pub async fn open_with(
+        storage: Arc<dyn Storage>,
+        credential: &Credential,
+    ) -> Result<Repository> {
         let config_bytes = match storage.read(Kind::Config, CONFIG_NAME).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -327,31 +330,24 @@ impl Repository {
                 });
             }
         };
-        let (key, key_id) = match unlock {
-            Unlock::Password(password) => {
-                let (key, id) = unlock_with_password(&*storage, password, &config_bytes).await?;
-                (key, Some(id))
+        // The config is decrypted once, by whichever key opens it.
+        let (key, key_id, cfg) = match credential {
+            Credential::Password(password) => {
+                let (key, id, cfg) =
+                    unlock_with_password(&*storage, password, &config_bytes).await?;
+                (key, Some(id), cfg)
             }
-            Unlock::MasterKey(file) => {
-                if file
+            Credential::MasterKey(file) => {
+                let cfg = file
                     .key()
                     .open(ObjectType::Config, &Id::default(), &config_bytes)
-                    .is_err()
-                {
-                    return Err(RepoError::MasterKeyMismatch {
+                    .map_err(|_| RepoError::MasterKeyMismatch {
                         location: storage.location(),
                         repository: file.repository().to_hex(),
-                    });
-                }
-                (file.key().clone(), None)
+                    })?;
+                (file.key().clone(), None, cfg)
             }
         };
-        let cfg = key
-            .open(ObjectType::Config, &Id::default(), &config_bytes)
-            .map_err(|e| RepoError::Corrupt {
-                what: "config".into(),
-                detail: e.to_string(),
-            })?;
         let config: Config = serde_json::from_slice(&cfg).map_err(|e| RepoError::Corrupt {
             what: "config".into(),
             detail: e.to_string(),
@@ -442,13 +438,16 @@ impl Repository {
     /// # Errors
     /// When the index files cannot be listed or read.
     pub async fn load_index(&self) -> Result<Vec<String>> {
-        let files = self
-            .storage
-            .list(Kind::Index)
+        let names = self.index_file_names().await?;
+        self.load_index_files(names).await
+    }
+
+    /// The names of the index files in the storage, sorted (as `list_names` returns them).
+    async fn index_file_names(&self) -> Result<Vec<String>> {
+        self.storage
+            .list_names(Kind::Index)
             .await
-            .map_err(RepoError::storage("listing index files"))?;
-        self.load_index_files(files.into_iter().map(|f| f.name).collect())
-            .await
+            .map_err(RepoError::storage("listing index files"))
     }
 
     /// [`Repository::load_index`], but when the repository holds exactly the index files the
@@ -462,13 +461,7 @@ impl Repository {
     /// # Errors
     /// As [`Repository::load_index`].
     pub async fn reload_index_if_changed(&self) -> Result<Vec<String>> {
-        let files = self
-            .storage
-            .list(Kind::Index)
-            .await
-            .map_err(RepoError::storage("listing index files"))?;
-        let mut names: Vec<String> = files.into_iter().map(|f| f.name).collect();
-        names.sort_unstable();
+        let names = self.index_file_names().await?;
         if let Ok(last) = self.loaded_index.lock()
             && let Some((loaded, warnings)) = last.as_ref()
             && *loaded == names
@@ -478,11 +471,8 @@ impl Repository {
         self.load_index_files(names).await
     }
 
-    async fn load_index_files(&self, mut names: Vec<String>) -> Result<Vec<String>> {
-        names.sort_unstable();
-        if let Ok(mut last) = self.loaded_index.lock() {
-            *last = None;
-        }
+    async fn load_index_files(&self, names: Vec<String>) -> Result<Vec<String>> {
+        self.forget_loaded_index();
         let mut warnings = Vec::new();
         let mut index = crate::index::IndexBuilder::default();
         let mut ids = Vec::new();
@@ -690,18 +680,7 @@ impl Repository {
             && self.storage.requests_are_costly()
             && self.config.pack_size as usize <= TREE_PACK_CACHE_BYTES / 2;
         let stored = if whole_pack {
-            let pack = match self.cached_tree_pack(&loc.pack) {
-                Some(p) => p,
-                None => {
-                    let p = self
-                        .storage
-                        .read(Kind::Pack, &loc.pack.to_hex())
-                        .await
-                        .map_err(RepoError::storage(what()))?;
-                    self.keep_tree_pack(loc.pack, p.clone());
-                    p
-                }
-            };
+            let pack = self.tree_pack(&loc.pack, what).await?;
             let start = e.offset as usize;
             let end = start + e.stored_len as usize;
             if end > pack.len() {
@@ -1110,42 +1089,36 @@ impl Repository {
         Packer::new(self)
     }
 
-    fn cached_tree_pack(&self, pack: &Id) -> Option<Bytes> {
-        let cache = self.tree_packs.lock().ok()?;
-        cache
-            .packs
-            .iter()
-            .find(|(id, _)| id == pack)
-            .map(|(_, b)| b.clone())
+    /// A whole tree pack: from the cache, or read from the storage and kept.
+    async fn tree_pack(&self, pack: &Id, what: impl Fn() -> String) -> Result<Bytes> {
+        if let Some(b) = self.tree_packs.lock().ok().and_then(|c| c.get(pack)) {
+            return Ok(b);
+        }
+        let b = self
+            .storage
+            .read(Kind::Pack, &pack.to_hex())
+            .await
+            .map_err(RepoError::storage(what()))?;
+        if let Ok(mut c) = self.tree_packs.lock() {
+            c.insert(*pack, b.clone());
+        }
+        Ok(b)
     }
 
-    fn keep_tree_pack(&self, pack: Id, bytes: Bytes) {
-        let Ok(mut cache) = self.tree_packs.lock() else {
-            return;
-        };
-        if cache.packs.iter().any(|(id, _)| *id == pack) {
-            return;
-        }
-        cache.bytes += bytes.len();
-        cache.packs.push_back((pack, bytes));
-        while cache.bytes > TREE_PACK_CACHE_BYTES && cache.packs.len() > 1 {
-            if let Some((_, old)) = cache.packs.pop_front() {
-                cache.bytes -= old.len();
-            }
+    /// The index in memory no longer equals the index files last loaded.
+    fn forget_loaded_index(&self) {
+        if let Ok(mut last) = self.loaded_index.lock() {
+            *last = None;
         }
     }
 
     pub(crate) fn add_to_index(&self, pack: Id, size: u64, entries: &[PackEntry]) {
-        if let Ok(mut last) = self.loaded_index.lock() {
-            *last = None;
-        }
+        self.forget_loaded_index();
         self.index_write().add_pack(pack, size, entries);
     }
 
     pub(crate) fn replace_index(&self, index: MasterIndex, files: Vec<Id>) {
-        if let Ok(mut last) = self.loaded_index.lock() {
-            *last = None;
-        }
+        self.forget_loaded_index();
         *self.index_write() = index;
         if let Ok(mut v) = self.index_files.write() {
             *v = files;

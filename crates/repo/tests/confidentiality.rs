@@ -18,7 +18,7 @@ use strongroom_repo::archiver::{self, BackupOptions};
 use strongroom_repo::checker::{self, ReadData};
 use strongroom_repo::crypto::{KdfParams, KeyFile};
 use strongroom_repo::restorer::{self, RestoreOptions};
-use strongroom_repo::{InitOptions, MasterKeyFile, RepoError, Repository, Unlock, lock};
+use strongroom_repo::{Credential, InitOptions, MasterKeyFile, RepoError, Repository, lock};
 use strongroom_storage::local::LocalStorage;
 use strongroom_storage::{Kind, Storage};
 
@@ -591,6 +591,7 @@ fn a_master_key_file_opens_its_repository_and_no_other() {
         let sid = back_up_stream(&repo, &data).await;
         let bytes = repo.master_key_file().to_bytes();
         let file = MasterKeyFile::parse(&bytes).unwrap();
+        let credential = Credential::MasterKey(Box::new(file.clone()));
         assert_eq!(file.repository(), repo.config().id);
         // The password changes; the master key file still opens the repository.
         drop(repo);
@@ -599,7 +600,7 @@ fn a_master_key_file_opens_its_repository_and_no_other() {
             .change_password(b"changed", KdfParams::MINIMUM)
             .await
             .unwrap();
-        let mut r = Repository::open_with(local(&repo_dir), Unlock::MasterKey(&file))
+        let mut r = Repository::open_with(local(&repo_dir), &credential)
             .await
             .unwrap();
         assert_eq!(r.key_id(), None);
@@ -618,7 +619,7 @@ fn a_master_key_file_opens_its_repository_and_no_other() {
         Repository::open(local(&repo_dir), b"added").await.unwrap();
         // Another repository refuses it, naming both sides.
         init(&other_dir).await;
-        let err = Repository::open_with(local(&other_dir), Unlock::MasterKey(&file))
+        let err = Repository::open_with(local(&other_dir), &credential)
             .await
             .unwrap_err();
         assert!(

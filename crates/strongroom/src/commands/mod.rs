@@ -78,12 +78,19 @@ pub fn local_repo_folder(g: &Global) -> Result<Option<std::path::PathBuf>> {
     })
 }
 
-/// What opens the repository: `--master-key-file`; else, with a configuration file, its
-/// `[repository]` settings; else `--password-file`, `STRONGROOM_PASSWORD` or a prompt.
+/// What opens the repository: `--master-key-file` or `--password-file` when given; else,
+/// with a configuration file, its `[repository]` settings; else `STRONGROOM_PASSWORD` or a
+/// prompt.
 pub fn credential(g: &Global) -> Result<Credential> {
-    if g.master_key_file.is_none() && g.config.is_some() && g.password_file.is_none() {
+    if g.config.is_some() && g.master_key_file.is_none() && g.password_file.is_none() {
         return service::repo_credential(g, &service::load_config(g)?);
     }
+    flag_credential(g)
+}
+
+/// What the command line says opens the repository: `--master-key-file`, else
+/// `--password-file`, `STRONGROOM_PASSWORD` or a prompt.
+pub fn flag_credential(g: &Global) -> Result<Credential> {
     if let Some(f) = &g.master_key_file {
         return crate::password::master_key_credential(f);
     }
@@ -115,7 +122,7 @@ pub async fn open_storage_without_index(
 ) -> Result<Arc<Repository>> {
     let location = storage.location();
     let credential = credential(g)?;
-    let mut repo = Repository::open_with(storage, credential.unlock())
+    let mut repo = Repository::open_with(storage, &credential)
         .await
         .with_context(|| format!("opening repository {location}"))?;
     if let Some(dir) = cache_dir(g)? {

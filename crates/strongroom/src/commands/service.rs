@@ -94,10 +94,7 @@ pub fn location_storage(location: &RepoLocation) -> Result<Arc<dyn Storage>> {
 /// `password_file`, `password_env`, `master_key_file`, `STRONGROOM_PASSWORD`), else
 /// `--password-file`, else a prompt.
 pub fn repo_credential(g: &Global, config: &Config) -> Result<Credential> {
-    if let Some(f) = &g.master_key_file {
-        return crate::password::master_key_credential(f);
-    }
-    if g.password_file.is_none() {
+    if g.master_key_file.is_none() && g.password_file.is_none() {
         if let Some(f) = config.repository.master_key_file() {
             return crate::password::master_key_credential(f);
         }
@@ -108,10 +105,7 @@ pub fn repo_credential(g: &Global, config: &Config) -> Result<Credential> {
             return Ok(Credential::Password(secret.expose().as_bytes().to_vec()));
         }
     }
-    Ok(Credential::Password(crate::password::repository(
-        g.password_file.as_deref(),
-        false,
-    )?))
+    super::flag_credential(g)
 }
 
 /// A repository opener, after checking that the repository opens with its credential.
