@@ -27,6 +27,7 @@ pub mod index;
 pub mod lock;
 pub mod master_key_file;
 pub mod pack;
+mod pack_stream;
 pub mod prune;
 pub mod repository;
 pub mod restorer;

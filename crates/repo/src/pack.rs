@@ -84,10 +84,13 @@ pub enum PackError {
     HeaderAuthentication,
 }
 
-/// Builds one pack in memory.
+/// Builds one pack: in memory ([`PackBuilder::add`]), or only its header while the blobs'
+/// bytes go straight to storage ([`PackBuilder::add_entry`], [`PackBuilder::trailer`]).
 #[derive(Debug, Default)]
 pub struct PackBuilder {
     data: Vec<u8>,
+    /// Bytes of blobs so far, in `data` or written elsewhere.
+    len: usize,
     entries: Vec<PackEntry>,
 }
 
@@ -97,6 +100,7 @@ impl PackBuilder {
     pub fn with_capacity(capacity: usize) -> PackBuilder {
         PackBuilder {
             data: Vec::with_capacity(capacity),
+            len: 0,
             entries: Vec::new(),
         }
     }
@@ -109,7 +113,7 @@ impl PackBuilder {
     /// Bytes of blobs so far.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     /// True when no blob was added.
@@ -133,32 +137,61 @@ impl PackBuilder {
         raw_len: u32,
         sealed: &[u8],
     ) {
-        let offset = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
+        self.add_entry(id, blob_type, compression, raw_len, sealed.len());
+        self.data.extend_from_slice(sealed);
+    }
+
+    /// Records a sealed blob of `stored_len` bytes whose bytes the caller writes itself,
+    /// after those of the blobs before it: the pack's bytes are then these blobs in order,
+    /// then [`PackBuilder::trailer`]. Not to be mixed with [`PackBuilder::add`].
+    pub fn add_entry(
+        &mut self,
+        id: Id,
+        blob_type: BlobType,
+        compression: Compression,
+        raw_len: u32,
+        stored_len: usize,
+    ) {
         self.entries.push(PackEntry {
             id,
             blob_type,
             compression,
-            offset,
-            stored_len: u32::try_from(sealed.len()).unwrap_or(u32::MAX),
+            offset: u32::try_from(self.len).unwrap_or(u32::MAX),
+            stored_len: u32::try_from(stored_len).unwrap_or(u32::MAX),
             raw_len,
         });
-        self.data.extend_from_slice(sealed);
+        self.len += stored_len;
+    }
+
+    /// What follows the blobs: the sealed header, its length and the magic.
+    #[must_use]
+    pub fn trailer(&self, key: &MasterKey) -> Vec<u8> {
+        let header = encode_header(&self.entries);
+        let sealed = key.seal(ObjectType::PackHeader, &Id::default(), &header);
+        let mut trailer = Vec::with_capacity(sealed.len() + 4 + PACK_MAGIC.len());
+        trailer.extend_from_slice(&sealed);
+        trailer.extend_from_slice(
+            &u32::try_from(sealed.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        trailer.extend_from_slice(PACK_MAGIC);
+        trailer
+    }
+
+    /// The entries recorded so far.
+    #[must_use]
+    pub fn into_entries(self) -> Vec<PackEntry> {
+        self.entries
     }
 
     /// Seals the header and returns the pack's id, its bytes and its entries.
     #[must_use]
     pub fn finish(mut self, key: &MasterKey) -> (Id, Vec<u8>, Vec<PackEntry>) {
-        let header = encode_header(&self.entries);
-        let sealed = key.seal(ObjectType::PackHeader, &Id::default(), &header);
+        let trailer = self.trailer(key);
         // Exact: a doubling Vec would touch up to twice the pack's size.
-        self.data.reserve_exact(sealed.len() + 4 + PACK_MAGIC.len());
-        self.data.extend_from_slice(&sealed);
-        self.data.extend_from_slice(
-            &u32::try_from(sealed.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        self.data.extend_from_slice(PACK_MAGIC);
+        self.data.reserve_exact(trailer.len());
+        self.data.extend_from_slice(&trailer);
         let id = pack_id(&self.data);
         (id, self.data, self.entries)
     }

@@ -20,6 +20,7 @@ use crate::id::Id;
 use crate::index::{IndexFile, IndexPack, MasterIndex};
 use crate::master_key_file::MasterKeyFile;
 use crate::pack::{BlobType, PackBuilder, PackEntry};
+use crate::pack_stream::PackStream;
 use crate::snapshot::{Config, Snapshot};
 use crate::snapshot_cache::SnapshotCache;
 use crate::tree::{Node, Tree};
@@ -1455,6 +1456,9 @@ type Upload = Result<(Id, u64, Vec<PackEntry>)>;
 pub struct Packer<'a> {
     repo: &'a Repository,
     data: PackBuilder,
+    /// Where the data pack being filled is written as it fills, when the storage takes
+    /// objects in pieces ([`crate::pack_stream`]); `None`: it is built in memory.
+    data_stream: Option<PackStream>,
     tree: PackBuilder,
     seen: HashSet<Id>,
     uploads: JoinSet<Upload>,
@@ -1470,6 +1474,7 @@ impl<'a> Packer<'a> {
         Packer {
             repo,
             data: PackBuilder::default(),
+            data_stream: None,
             tree: PackBuilder::default(),
             seen: HashSet::new(),
             uploads: JoinSet::new(),
@@ -1509,30 +1514,51 @@ impl<'a> Packer<'a> {
         self.stats.blobs += 1;
         self.stats.raw_bytes += u64::from(blob.raw_len);
         self.stats.stored_bytes += blob.sealed.len() as u64;
-        let builder = match blob.blob_type {
-            BlobType::Data => &mut self.data,
-            BlobType::Tree => &mut self.tree,
-        };
-        if builder.is_empty() {
-            // Reserve once: a doubling Vec would copy and touch up to twice the pack size.
-            // Room for the blob that crosses the pack size (chunks are at most 8 MiB) and
-            // for the header (1/32 of the pack holds the entries of 12,000 blobs). Pages
-            // that are never written cost no memory.
-            let pack_size = self.repo.config.pack_size as usize;
-            let crossing = blob.sealed.len().max(8 << 20) + 4096;
-            builder.reserve(pack_size + crossing + pack_size / 32);
+        if blob.blob_type == BlobType::Data && self.data.is_empty() && self.data_stream.is_none() {
+            self.data_stream = self
+                .repo
+                .storage
+                .object_writer(Kind::Pack)
+                .map(PackStream::start);
         }
-        builder.add(
-            blob.id,
-            blob.blob_type,
-            blob.compression,
-            blob.raw_len,
-            &blob.sealed,
-        );
-        crate::buffers::give(blob.sealed);
+        let (builder, stream) = match blob.blob_type {
+            BlobType::Data => (&mut self.data, self.data_stream.as_mut()),
+            BlobType::Tree => (&mut self.tree, None),
+        };
+        if let Some(stream) = stream {
+            builder.add_entry(
+                blob.id,
+                blob.blob_type,
+                blob.compression,
+                blob.raw_len,
+                blob.sealed.len(),
+            );
+            stream.blob(blob.sealed).await?;
+        } else {
+            if builder.is_empty() {
+                // Reserve once: a doubling Vec would copy and touch up to twice the pack
+                // size. Room for the blob that crosses the pack size (chunks are at most 8
+                // MiB) and for the header (1/32 of the pack holds the entries of 12,000
+                // blobs). Pages that are never written cost no memory.
+                let pack_size = self.repo.config.pack_size as usize;
+                let crossing = blob.sealed.len().max(8 << 20) + 4096;
+                builder.reserve(pack_size + crossing + pack_size / 32);
+            }
+            builder.add(
+                blob.id,
+                blob.blob_type,
+                blob.compression,
+                blob.raw_len,
+                &blob.sealed,
+            );
+            crate::buffers::give(blob.sealed);
+        }
         if builder.len() >= self.repo.config.pack_size as usize {
             let full = std::mem::take(builder);
-            self.upload(full).await?;
+            match blob.blob_type {
+                BlobType::Data => self.finish_data_pack(full).await?,
+                BlobType::Tree => self.upload(full).await?,
+            }
         }
         Ok(true)
     }
@@ -1554,10 +1580,44 @@ impl<'a> Packer<'a> {
         Ok(id)
     }
 
-    async fn upload(&mut self, builder: PackBuilder) -> Result<()> {
+    /// Ends the data pack `builder` describes: its stream's trailer and commit when it was
+    /// written as it filled, else an upload of the whole pack.
+    async fn finish_data_pack(&mut self, builder: PackBuilder) -> Result<()> {
+        let Some(stream) = self.data_stream.take() else {
+            return self.upload(builder).await;
+        };
+        let committed = stream.end(builder.trailer(&self.repo.key)).await?;
+        let entries = builder.into_entries();
+        self.wait_for_upload_slot().await?;
+        self.uploads.spawn(async move {
+            let (id, size) = committed.await?;
+            Ok((id, size, entries))
+        });
+        Ok(())
+    }
+
+    /// Ends the partial packs (data and tree) after the last blob.
+    async fn finish_partial_packs(&mut self) -> Result<()> {
+        let data = std::mem::take(&mut self.data);
+        if !data.is_empty() {
+            self.finish_data_pack(data).await?;
+        }
+        let tree = std::mem::take(&mut self.tree);
+        if !tree.is_empty() {
+            self.upload(tree).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_upload_slot(&mut self) -> Result<()> {
         while self.uploads.len() >= self.max_uploads {
             self.join_one().await?;
         }
+        Ok(())
+    }
+
+    async fn upload(&mut self, builder: PackBuilder) -> Result<()> {
+        self.wait_for_upload_slot().await?;
         let key = self.repo.key.clone();
         let storage = Arc::clone(&self.repo.storage);
         self.uploads.spawn(async move {
@@ -1603,14 +1663,7 @@ impl<'a> Packer<'a> {
     /// # Errors
     /// When an upload or the index write fails.
     pub async fn flush(&mut self) -> Result<()> {
-        for builder in [
-            std::mem::take(&mut self.data),
-            std::mem::take(&mut self.tree),
-        ] {
-            if !builder.is_empty() {
-                self.upload(builder).await?;
-            }
-        }
+        self.finish_partial_packs().await?;
         while !self.uploads.is_empty() {
             self.join_one().await?;
         }
@@ -1635,14 +1688,7 @@ impl<'a> Packer<'a> {
     /// # Errors
     /// When an upload fails.
     pub async fn finish_packs(&mut self) -> Result<Vec<IndexPack>> {
-        for builder in [
-            std::mem::take(&mut self.data),
-            std::mem::take(&mut self.tree),
-        ] {
-            if !builder.is_empty() {
-                self.upload(builder).await?;
-            }
-        }
+        self.finish_partial_packs().await?;
         while !self.uploads.is_empty() {
             self.join_one().await?;
         }

@@ -225,12 +225,42 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Writes a whole object atomically and durably.
     async fn write(&self, kind: Kind, name: &str, data: Bytes) -> Result<()>;
 
+    /// A writer for one new object of `kind` that arrives in pieces and is named only at its
+    /// end (a pack is named by the hash of its bytes), so that the caller need not hold the
+    /// whole object in memory; `None` where the backend cannot take an object in pieces
+    /// (the caller then builds it in memory and calls [`Storage::write`]). Creating one does
+    /// no I/O. The object it commits keeps every promise of [`Storage::write`].
+    fn object_writer(&self, kind: Kind) -> Option<Box<dyn ObjectWriter>> {
+        let _ = kind;
+        None
+    }
+
     /// Deletes an object.
     async fn delete(&self, kind: Kind, name: &str) -> Result<()>;
 
     /// Prepares an empty repository location (creates folders); fails when the location
     /// already holds a repository config.
     async fn create(&self) -> Result<()>;
+}
+
+/// One new object written in pieces (see [`Storage::object_writer`]).
+///
+/// Every call blocks on I/O: run it on a blocking thread, never on the async runtime. Until
+/// [`ObjectWriter::commit`] returns, no reader sees the object; a writer dropped without a
+/// commit (or whose commit failed) leaves nothing behind.
+pub trait ObjectWriter: Send {
+    /// Appends `data` to the object.
+    ///
+    /// # Errors
+    /// The backend's write error; the writer is then unusable (drop it).
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+
+    /// Makes the bytes written so far the object `name`, atomically and durably.
+    ///
+    /// # Errors
+    /// [`StorageError::AlreadyExists`] when an object of that name exists (nothing is
+    /// overwritten), [`StorageError::InvalidName`] for a bad name, or the backend's error.
+    fn commit(self: Box<Self>, name: &str) -> Result<()>;
 }
 
 /// Checks that an object name is safe for every backend: non-empty, at most 128 bytes of
@@ -290,6 +320,10 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
 
     async fn write(&self, kind: Kind, name: &str, data: Bytes) -> Result<()> {
         (**self).write(kind, name, data).await
+    }
+
+    fn object_writer(&self, kind: Kind) -> Option<Box<dyn ObjectWriter>> {
+        (**self).object_writer(kind)
     }
 
     async fn delete(&self, kind: Kind, name: &str) -> Result<()> {

@@ -22,6 +22,11 @@
 //! the same bytes, the same fsyncs, less CPU, and a backup does not push the server's working
 //! set out of memory. Such objects are read back from disk, not from memory, afterwards.
 //!
+//! An object written in pieces ([`Storage::object_writer`]: a pack streamed as a backup seals
+//! it) goes to `.tmp-<random hex>` in its kind's folder (`data/` for packs: the name, and so
+//! its prefix folder, is known only at the end) and is committed the same way, under the
+//! name given at the end.
+//!
 //! Listing skips temporary files (every name starting with a dot) and anything that is not
 //! a regular file, and sorts by name. Out-of-space errors come through as
 //! [`StorageError::Io`] with the original OS error, so
@@ -40,7 +45,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::direct::{DEFAULT_STAGE_BYTES, DIRECT_MIN_BYTES, DirectWriter};
-use crate::{Kind, ObjectInfo, Result, Storage, StorageError, check_name};
+use crate::{Kind, ObjectInfo, ObjectWriter, Result, Storage, StorageError, check_name};
 
 /// Prefix of temporary files; never a valid object name (names cannot start with a dot).
 const TMP_PREFIX: &str = ".tmp-";
@@ -170,8 +175,9 @@ fn random_hex() -> io::Result<String> {
 /// in fresh memory; shared by the process's threads, at most [`KEPT_STAGES`] of them.
 static DIRECT_STAGES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-/// Staging buffers kept: as many as the packs a backup writes at once.
-const KEPT_STAGES: usize = 2;
+/// Staging buffers kept: as many as the packs a backup writes at once (one filling, two
+/// finishing).
+const KEPT_STAGES: usize = 3;
 
 fn take_stage() -> Vec<u8> {
     DIRECT_STAGES
@@ -214,16 +220,16 @@ fn write_and_sync(file: File, data: &[u8], fsync: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates `dir/.tmp-<hex>` (exclusively) and fills it; removes it again on error.
-fn write_temp(dir: &Path, data: &[u8], fsync: bool) -> Result<PathBuf> {
+/// Creates `dir/.tmp-<hex>` exclusively and opens it for writing.
+fn create_temp(dir: &Path) -> Result<(PathBuf, File)> {
     let mut attempts = 0;
-    let (tmp, file) = loop {
+    loop {
         let tmp = dir.join(format!(
             "{TMP_PREFIX}{}",
             random_hex().map_err(|e| io_err("choosing a temporary name", e))?
         ));
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(file) => break (tmp, file),
+            Ok(file) => return Ok((tmp, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
             Err(e) => {
                 return Err(io_err(
@@ -232,7 +238,12 @@ fn write_temp(dir: &Path, data: &[u8], fsync: bool) -> Result<PathBuf> {
                 ));
             }
         }
-    };
+    }
+}
+
+/// Creates `dir/.tmp-<hex>` (exclusively) and fills it; removes it again on error.
+fn write_temp(dir: &Path, data: &[u8], fsync: bool) -> Result<PathBuf> {
+    let (tmp, file) = create_temp(dir)?;
     if let Err(e) = write_and_sync(file, data, fsync) {
         let _ = fs::remove_file(&tmp);
         return Err(io_err(
@@ -281,8 +292,10 @@ fn commit(tmp: &Path, target: &Path, hard_link: bool, kind: Kind, name: &str) ->
     fs::rename(tmp, target).map_err(|e| io_err(context(), e))
 }
 
-/// The whole write: folder, temp file, commit, folder sync.
-fn write_object(ctx: &Ctx, kind: Kind, name: &str, data: &[u8], hard_link: bool) -> Result<()> {
+/// The folder an object goes into, created (and its parent synced) for a pack's first
+/// object under a new prefix; fails early with [`StorageError::AlreadyExists`] when the
+/// object is already there (the commit checks again, atomically).
+fn prepare_target(ctx: &Ctx, kind: Kind, name: &str) -> Result<(PathBuf, PathBuf)> {
     let target = object_path(&ctx.root, kind, name);
     let dir = target
         .parent()
@@ -302,13 +315,18 @@ fn write_object(ctx: &Ctx, kind: Kind, name: &str, data: &[u8], hard_link: bool)
             Err(e) => return Err(io_err(format!("creating folder {}", dir.display()), e)),
         }
     }
-    // Fast, friendly failure for the common case; the commit re-checks atomically.
     if fs::symlink_metadata(&target).is_ok() {
         return Err(StorageError::AlreadyExists {
             kind,
             name: name.to_owned(),
         });
     }
+    Ok((target, dir))
+}
+
+/// The whole write: folder, temp file, commit, folder sync.
+fn write_object(ctx: &Ctx, kind: Kind, name: &str, data: &[u8], hard_link: bool) -> Result<()> {
+    let (target, dir) = prepare_target(ctx, kind, name)?;
     let tmp = write_temp(&dir, data, ctx.fsync)?;
     if let Err(e) = commit(&tmp, &target, hard_link, kind, name) {
         let _ = fs::remove_file(&tmp);
@@ -318,6 +336,96 @@ fn write_object(ctx: &Ctx, kind: Kind, name: &str, data: &[u8], hard_link: bool)
         fsync_dir(&dir)?;
     }
     Ok(())
+}
+
+/// An object written in pieces ([`Storage::object_writer`]): into a temporary file in its
+/// kind's folder (for packs `data/`, since the name, and so the prefix folder, is known only
+/// at the end), past the page cache when fsync is on, then committed like [`write_object`]:
+/// fsync, hard link under its name (the same filesystem), folder sync. The temporary file is
+/// created at the first write and removed on drop unless committed.
+struct LocalObjectWriter {
+    ctx: Ctx,
+    kind: Kind,
+    open: Option<(PathBuf, DirectWriter)>,
+}
+
+impl LocalObjectWriter {
+    fn temp_dir(&self) -> PathBuf {
+        match self.kind {
+            Kind::Config => self.ctx.root.clone(),
+            kind => self.ctx.root.join(kind.dir()),
+        }
+    }
+
+    fn opened(&mut self) -> Result<&mut (PathBuf, DirectWriter)> {
+        if self.open.is_none() {
+            let (tmp, file) = create_temp(&self.temp_dir())?;
+            let writer = if self.ctx.fsync {
+                DirectWriter::with_buffer(file, DEFAULT_STAGE_BYTES, take_stage())
+            } else {
+                DirectWriter::plain(file)
+            };
+            self.open = Some((tmp, writer));
+        }
+        self.open
+            .as_mut()
+            .ok_or_else(|| io_err("opening a temporary file", io::Error::other("not open")))
+    }
+}
+
+impl ObjectWriter for LocalObjectWriter {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let (tmp, writer) = self.opened()?;
+        writer
+            .write_all(data)
+            .map_err(|e| io_err(format!("writing temporary file {}", tmp.display()), e))
+    }
+
+    fn commit(mut self: Box<Self>, name: &str) -> Result<()> {
+        check_name(name)?;
+        let kind = self.kind;
+        self.opened()?;
+        let Some((tmp, writer)) = self.open.take() else {
+            return Err(io_err("committing", io::Error::other("not open")));
+        };
+        let written = (|| {
+            let (mut file, stage) = writer.finish_keeping_buffer()?;
+            keep_stage(stage);
+            file.flush()?;
+            if self.ctx.fsync {
+                file.sync_all()?;
+            }
+            Ok(())
+        })();
+        let committed = written
+            .map_err(|e: io::Error| io_err(format!("writing temporary file {}", tmp.display()), e))
+            .and_then(|()| prepare_target(&self.ctx, kind, name))
+            .and_then(|(target, dir)| {
+                commit(&tmp, &target, true, kind, name)?;
+                Ok(dir)
+            });
+        match committed {
+            Ok(dir) => {
+                if self.ctx.fsync {
+                    fsync_dir(&dir)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for LocalObjectWriter {
+    fn drop(&mut self) {
+        if let Some((tmp, writer)) = self.open.take() {
+            drop(writer);
+            let _ = fs::remove_file(tmp);
+        }
+    }
 }
 
 /// Lists the objects in `dir` into `out`. Without `sizes`, an entry the folder itself says
@@ -558,6 +666,17 @@ impl Storage for LocalStorage {
             write_object(ctx, kind, &name, &data, true)
         })
         .await
+    }
+
+    fn object_writer(&self, kind: Kind) -> Option<Box<dyn ObjectWriter>> {
+        Some(Box::new(LocalObjectWriter {
+            ctx: Ctx {
+                root: self.root.clone(),
+                fsync: self.fsync,
+            },
+            kind,
+            open: None,
+        }))
     }
 
     async fn delete(&self, kind: Kind, name: &str) -> Result<()> {

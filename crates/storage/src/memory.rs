@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Kind, ObjectInfo, Result, Storage, StorageError, check_name};
+use crate::{Kind, ObjectInfo, ObjectWriter, Result, Storage, StorageError, check_name};
 
 /// The map type a [`MemoryStorage`] holds: object bytes by kind and name.
 pub type ObjectMap = BTreeMap<(Kind, String), Bytes>;
@@ -209,12 +209,39 @@ impl Storage for MemoryStorage {
         write_map(&mut self.lock(), kind, name, data)
     }
 
+    fn object_writer(&self, kind: Kind) -> Option<Box<dyn ObjectWriter>> {
+        Some(Box::new(MemoryObjectWriter {
+            objects: Arc::clone(&self.objects),
+            kind,
+            data: Vec::new(),
+        }))
+    }
+
     async fn delete(&self, kind: Kind, name: &str) -> Result<()> {
         delete_map(&mut self.lock(), kind, name)
     }
 
     async fn create(&self) -> Result<()> {
         create_map(&self.lock())
+    }
+}
+
+/// An object gathered in memory and added to the map whole at its commit.
+struct MemoryObjectWriter {
+    objects: Arc<Mutex<ObjectMap>>,
+    kind: Kind,
+    data: Vec<u8>,
+}
+
+impl ObjectWriter for MemoryObjectWriter {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>, name: &str) -> Result<()> {
+        let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
+        write_map(&mut objects, self.kind, name, Bytes::from(self.data))
     }
 }
 

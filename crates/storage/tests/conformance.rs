@@ -539,15 +539,119 @@ async fn check_concurrent_writes_all_land(f: Fixture) {
     }
 }
 
+/// Writes `data` through an object writer in uneven pieces on a blocking thread and commits it
+/// as `name`; `None` when the backend has no object writers.
+async fn write_in_pieces(
+    s: &dyn Storage,
+    kind: Kind,
+    name: &str,
+    data: Bytes,
+) -> Option<Result<(), StorageError>> {
+    let mut w = s.object_writer(kind)?;
+    let name = name.to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut rest = &data[..];
+        let mut piece = 1;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(piece.min(rest.len()));
+            w.write(now)?;
+            rest = later;
+            piece = piece * 7 + 3;
+        }
+        w.commit(&name)
+    })
+    .await
+    .unwrap();
+    Some(result)
+}
+
+async fn check_object_writer(f: Fixture, expect_writers: bool) {
+    let s = created(&f).await;
+    let big = data(3_000_001, 11);
+    let Some(written) = write_in_pieces(s, Kind::Pack, &pack_name(1), big.clone()).await else {
+        assert!(
+            !expect_writers,
+            "{} should take objects in pieces",
+            s.location()
+        );
+        return;
+    };
+    assert!(expect_writers, "{} has no object writers", s.location());
+    written.unwrap();
+    assert_eq!(s.read(Kind::Pack, &pack_name(1)).await.unwrap(), big);
+    // Every kind, an empty object, and the listing with sizes.
+    for kind in Kind::ALL {
+        let name = if kind == Kind::Config {
+            "config2"
+        } else {
+            "piecewise"
+        };
+        write_in_pieces(s, kind, name, data(5_000, 3))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.read(kind, name).await.unwrap(),
+            data(5_000, 3),
+            "{kind:?}"
+        );
+    }
+    write_in_pieces(s, Kind::Pack, &pack_name(2), Bytes::new())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.read(Kind::Pack, &pack_name(2)).await.unwrap(),
+        Bytes::new()
+    );
+    // Write-once: a second object under a taken name is refused and the first one stays.
+    let err = write_in_pieces(s, Kind::Pack, &pack_name(1), data(10, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(s.read(Kind::Pack, &pack_name(1)).await.unwrap(), big);
+    let err = write_in_pieces(s, Kind::Pack, "../escape", data(10, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, StorageError::InvalidName(_)), "{err:?}");
+    // Dropped before its commit: nothing is there.
+    let mut w = s.object_writer(Kind::Pack).unwrap();
+    tokio::task::spawn_blocking(move || {
+        w.write(&[1u8; 10_000]).unwrap();
+        drop(w);
+    })
+    .await
+    .unwrap();
+    let packs: Vec<String> = s
+        .list(Kind::Pack)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let mut expected = vec![pack_name(1), pack_name(2), "piecewise".to_owned()];
+    expected.sort();
+    assert_eq!(packs, expected);
+}
+
 /// A backend's fixture, or `None` where it is not available here (said by the backend).
 fn fixture(f: impl Into<Option<Fixture>>) -> Option<Fixture> {
     f.into()
 }
 
 macro_rules! conformance {
-    ($backend:ident) => {
+    ($backend:ident, writers: $writers:expr) => {
         mod $backend {
             use super::*;
+
+            #[tokio::test]
+            async fn object_writer() {
+                if let Some(f) = fixture(super::$backend()) {
+                    check_object_writer(f, $writers).await;
+                }
+            }
 
             #[tokio::test]
             async fn create_on_empty_location() {
@@ -650,11 +754,11 @@ macro_rules! conformance {
     };
 }
 
-conformance!(local);
-conformance!(s3);
-conformance!(memory);
-conformance!(faulty);
-conformance!(crash);
+conformance!(local, writers: true);
+conformance!(s3, writers: false);
+conformance!(memory, writers: true);
+conformance!(faulty, writers: false);
+conformance!(crash, writers: false);
 
 // ---------------------------------------------------------------------------------------------
 // S3Storage only
@@ -889,6 +993,45 @@ mod local_only {
                 .is_err()
         );
         assert!(!has_tmp(&root), "{:?}", files_under(&root));
+    }
+
+    #[tokio::test]
+    async fn object_writers_leave_no_temp_files_and_packs_land_under_their_prefix() {
+        for fsync in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("repo");
+            let s = LocalStorage::with_fsync(root.clone(), fsync);
+            s.create().await.unwrap();
+            let big = data(5_000_003, 4);
+            write_in_pieces(&s, Kind::Pack, "cd0123", big.clone())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(std::fs::read(root.join("data/cd/cd0123")).unwrap(), big);
+            // Refused (taken name) and abandoned writers clean up after themselves.
+            assert!(
+                write_in_pieces(&s, Kind::Pack, "cd0123", data(10, 0))
+                    .await
+                    .unwrap()
+                    .is_err()
+            );
+            let mut w = s.object_writer(Kind::Pack).unwrap();
+            let wrote = tokio::task::spawn_blocking(move || {
+                w.write(&[9u8; 3 << 20]).unwrap();
+                let tmp_while_open = has_tmp(&root);
+                drop(w);
+                (tmp_while_open, has_tmp(&root), files_under(&root))
+            })
+            .await
+            .unwrap();
+            assert!(wrote.0, "the pieces go to a temporary file");
+            assert!(!wrote.1, "{:?}", wrote.2);
+            assert_eq!(
+                wrote.2,
+                vec![PathBuf::from("data/cd/cd0123")],
+                "fsync {fsync}"
+            );
+        }
     }
 
     #[tokio::test]
