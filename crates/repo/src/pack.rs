@@ -200,7 +200,26 @@ impl PackBuilder {
 /// The id (name) of a pack: the unkeyed BLAKE3 hash of its bytes.
 #[must_use]
 pub fn pack_id(bytes: &[u8]) -> Id {
-    Id(*blake3::hash(bytes).as_bytes())
+    let mut h = PackIdHasher::default();
+    h.update(bytes);
+    h.finish()
+}
+
+/// [`pack_id`] of bytes that come in pieces (a pack written as it fills).
+#[derive(Default)]
+pub struct PackIdHasher(blake3::Hasher);
+
+impl PackIdHasher {
+    /// Adds the next bytes of the pack.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The id of the bytes added.
+    #[must_use]
+    pub fn finish(&self) -> Id {
+        Id(*self.0.finalize().as_bytes())
+    }
 }
 
 fn encode_header(entries: &[PackEntry]) -> Vec<u8> {

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{RepoError, Result};
 use crate::id::Id;
+use crate::pack::PackIdHasher;
 
 /// Pieces queued for the writing task, each about [`BATCH_BYTES`] (a media chunk, or small
 /// blobs together): room to keep sealing while the disk takes a pack's fsync.
@@ -124,8 +125,7 @@ fn write_pack(
     mut writer: Box<dyn ObjectWriter>,
     mut rx: mpsc::Receiver<Piece>,
 ) -> Result<(Id, u64)> {
-    // The same hash as `pack::pack_id` of the whole pack's bytes.
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = PackIdHasher::default();
     let mut size = 0u64;
     let mut append = |bytes: &[u8], writer: &mut Box<dyn ObjectWriter>| -> Result<()> {
         hasher.update(bytes);
@@ -149,7 +149,7 @@ fn write_pack(
             None => return Err(RepoError::Invalid("pack abandoned before its end".into())),
         }
     }
-    let id = Id(*hasher.finalize().as_bytes());
+    let id = hasher.finish();
     writer
         .commit(&id.to_hex())
         .map_err(RepoError::storage(format!("writing pack {}", id.short())))?;

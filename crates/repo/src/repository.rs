@@ -1596,7 +1596,8 @@ impl<'a> Packer<'a> {
         Ok(())
     }
 
-    /// Ends the partial packs (data and tree) after the last blob.
+    /// Ends the partial packs (data and tree) after the last blob and waits until every
+    /// pack is durable.
     async fn finish_partial_packs(&mut self) -> Result<()> {
         let data = std::mem::take(&mut self.data);
         if !data.is_empty() {
@@ -1605,6 +1606,9 @@ impl<'a> Packer<'a> {
         let tree = std::mem::take(&mut self.tree);
         if !tree.is_empty() {
             self.upload(tree).await?;
+        }
+        while !self.uploads.is_empty() {
+            self.join_one().await?;
         }
         Ok(())
     }
@@ -1664,9 +1668,6 @@ impl<'a> Packer<'a> {
     /// When an upload or the index write fails.
     pub async fn flush(&mut self) -> Result<()> {
         self.finish_partial_packs().await?;
-        while !self.uploads.is_empty() {
-            self.join_one().await?;
-        }
         if !self.durable.is_empty() {
             let file = IndexFile {
                 supersedes: vec![],
@@ -1689,9 +1690,6 @@ impl<'a> Packer<'a> {
     /// When an upload fails.
     pub async fn finish_packs(&mut self) -> Result<Vec<IndexPack>> {
         self.finish_partial_packs().await?;
-        while !self.uploads.is_empty() {
-            self.join_one().await?;
-        }
         Ok(self.take_durable())
     }
 }

@@ -188,6 +188,10 @@ fn take_stage() -> Vec<u8> {
 }
 
 fn keep_stage(stage: Vec<u8>) {
+    // A plain writer's buffer is empty: nothing worth a place.
+    if stage.capacity() == 0 {
+        return;
+    }
     if let Ok(mut kept) = DIRECT_STAGES.lock()
         && kept.len() < KEPT_STAGES
     {
@@ -202,17 +206,20 @@ fn keep_stage(stage: Vec<u8>) {
 /// page cache is most of a large write's CPU time. Without fsync (tests, throw-away
 /// repositories) the write goes through the page cache and returns before the disk has it.
 fn write_and_sync(file: File, data: &[u8], fsync: bool) -> io::Result<()> {
-    let mut file = if fsync && data.len() as u64 >= DIRECT_MIN_BYTES {
-        let mut writer = DirectWriter::with_buffer(file, DEFAULT_STAGE_BYTES, take_stage());
-        writer.write_all(data)?;
-        let (file, stage) = writer.finish_keeping_buffer()?;
-        keep_stage(stage);
-        file
+    let mut writer = if fsync && data.len() as u64 >= DIRECT_MIN_BYTES {
+        DirectWriter::with_buffer(file, DEFAULT_STAGE_BYTES, take_stage())
     } else {
-        let mut file = file;
-        file.write_all(data)?;
-        file
+        DirectWriter::plain(file)
     };
+    writer.write_all(data)?;
+    finish_and_sync(writer, fsync)
+}
+
+/// Writes what `writer` still stages, keeps its staging buffer for the next object and, if
+/// asked, fsyncs the file.
+fn finish_and_sync(writer: DirectWriter, fsync: bool) -> io::Result<()> {
+    let (mut file, stage) = writer.finish_keeping_buffer()?;
+    keep_stage(stage);
     file.flush()?;
     if fsync {
         file.sync_all()?;
@@ -350,16 +357,10 @@ struct LocalObjectWriter {
 }
 
 impl LocalObjectWriter {
-    fn temp_dir(&self) -> PathBuf {
-        match self.kind {
-            Kind::Config => self.ctx.root.clone(),
-            kind => self.ctx.root.join(kind.dir()),
-        }
-    }
-
     fn opened(&mut self) -> Result<&mut (PathBuf, DirectWriter)> {
         if self.open.is_none() {
-            let (tmp, file) = create_temp(&self.temp_dir())?;
+            // The kind's folder (the root for the config: its `dir()` is empty).
+            let (tmp, file) = create_temp(&self.ctx.root.join(self.kind.dir()))?;
             let writer = if self.ctx.fsync {
                 DirectWriter::with_buffer(file, DEFAULT_STAGE_BYTES, take_stage())
             } else {
@@ -388,17 +389,8 @@ impl ObjectWriter for LocalObjectWriter {
         let Some((tmp, writer)) = self.open.take() else {
             return Err(io_err("committing", io::Error::other("not open")));
         };
-        let written = (|| {
-            let (mut file, stage) = writer.finish_keeping_buffer()?;
-            keep_stage(stage);
-            file.flush()?;
-            if self.ctx.fsync {
-                file.sync_all()?;
-            }
-            Ok(())
-        })();
-        let committed = written
-            .map_err(|e: io::Error| io_err(format!("writing temporary file {}", tmp.display()), e))
+        let committed = finish_and_sync(writer, self.ctx.fsync)
+            .map_err(|e| io_err(format!("writing temporary file {}", tmp.display()), e))
             .and_then(|()| prepare_target(&self.ctx, kind, name))
             .and_then(|(target, dir)| {
                 commit(&tmp, &target, true, kind, name)?;

@@ -74,9 +74,7 @@ impl MemoryStorage {
     }
 
     fn lock(&self) -> MutexGuard<'_, ObjectMap> {
-        // A panic while holding the lock cannot leave the map half-updated (every change is
-        // one insert or remove), so a poisoned lock is safe to keep using.
-        self.objects.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.objects)
     }
 }
 
@@ -226,6 +224,12 @@ impl Storage for MemoryStorage {
     }
 }
 
+fn lock(objects: &Mutex<ObjectMap>) -> MutexGuard<'_, ObjectMap> {
+    // A panic while holding the lock cannot leave the map half-updated (every change is
+    // one insert or remove), so a poisoned lock is safe to keep using.
+    objects.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// An object gathered in memory and added to the map whole at its commit.
 struct MemoryObjectWriter {
     objects: Arc<Mutex<ObjectMap>>,
@@ -240,8 +244,12 @@ impl ObjectWriter for MemoryObjectWriter {
     }
 
     fn commit(self: Box<Self>, name: &str) -> Result<()> {
-        let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
-        write_map(&mut objects, self.kind, name, Bytes::from(self.data))
+        write_map(
+            &mut lock(&self.objects),
+            self.kind,
+            name,
+            Bytes::from(self.data),
+        )
     }
 }
 
