@@ -9,8 +9,11 @@
 
 use std::sync::Mutex;
 
-/// Capacity the pool keeps at most.
-pub const POOL_BYTES: usize = 4 << 20;
+/// Capacity the pool keeps at most. The first backup of the benchmark's media tree (2 cores,
+/// chunks of 0.5–8 MiB): 4 MiB kept about two buffers and the kernel still spent 1.8–2.0 s
+/// faulting in and unmapping pages; 16 MiB, handing out the smallest buffer that fits, cut
+/// system time to 0.7–0.9 s and the wall time by a tenth, for 4–6 MB more at the peak.
+pub const POOL_BYTES: usize = 16 << 20;
 
 /// Buffers smaller than this are left to the allocator (its own free lists reuse them).
 const MIN_POOLED: usize = 256 << 10;
@@ -32,7 +35,14 @@ impl Pool {
     }
 
     fn take(&mut self, capacity: usize) -> Option<Vec<u8>> {
-        let i = self.buffers.iter().position(|b| b.capacity() >= capacity)?;
+        // The smallest that fits: a large buffer kept for a large request keeps its pages
+        // for that, instead of holding them under a small one.
+        let (i, _) = self
+            .buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= capacity)
+            .min_by_key(|(_, b)| b.capacity())?;
         let mut b = self.buffers.swap_remove(i);
         self.bytes -= b.capacity();
         b.clear();
@@ -90,6 +100,16 @@ mod tests {
         assert!(again.is_empty());
         assert_eq!(again.as_ptr(), ptr);
         assert_eq!(pool.bytes, 0);
+        // The smallest buffer that fits is handed out, wherever it sits in the pool.
+        let mut pool = Pool::new(16 << 20);
+        pool.give(Vec::with_capacity(8 << 20));
+        pool.give(Vec::with_capacity(1 << 20));
+        pool.give(Vec::with_capacity(2 << 20));
+        assert_eq!(pool.take(600 << 10).unwrap().capacity(), 1 << 20);
+        assert_eq!(pool.take(1500 << 10).unwrap().capacity(), 2 << 20);
+        assert_eq!(pool.take(1 << 20).unwrap().capacity(), 8 << 20);
+        assert_eq!(pool.bytes, 0);
+        let mut pool = Pool::new(4 << 20);
         // The total stays under the limit: four of 1 MiB fit, the fifth is dropped.
         for _ in 0..5 {
             pool.give(Vec::with_capacity(1 << 20));

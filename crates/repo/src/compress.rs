@@ -49,31 +49,72 @@ pub const ZSTD_LEVEL_STREAMS: i32 = 1;
 /// Below this many bytes compression is not tried.
 const MIN_COMPRESS: usize = 64;
 
-/// zstd contexts kept per thread: creating one allocates (and the kernel then zero-fills)
-/// about a megabyte of tables, which cost more than compressing a small chunk.
+/// zstd contexts, lent to one compression or decompression at a time: creating one
+/// allocates (and the kernel then zero-fills) about a megabyte of tables, which cost more
+/// than compressing a small chunk.
 struct Contexts {
-    blob: Option<zstd::bulk::Compressor<'static>>,
-    /// The level `blob` is set to.
-    blob_level: i32,
+    /// At [`ZSTD_LEVEL`] with [`FILES_MATCH_FINDER`] (file contents).
+    files: Option<zstd::bulk::Compressor<'static>>,
+    /// At any other level (streams); a service backs up both, so each keeps its own.
+    other: Option<zstd::bulk::Compressor<'static>>,
+    /// The level `other` is set to.
+    other_level: i32,
     probe: Option<zstd::bulk::Compressor<'static>>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     /// The probe's output (a few KiB).
     scratch: Vec<u8>,
 }
 
-thread_local! {
-    static CONTEXTS: std::cell::RefCell<Contexts> = const {
-        std::cell::RefCell::new(Contexts {
-            blob: None,
-            blob_level: ZSTD_LEVEL,
+impl Contexts {
+    const fn new() -> Contexts {
+        Contexts {
+            files: None,
+            other: None,
+            other_level: ZSTD_LEVEL_STREAMS,
             probe: None,
             decompressor: None,
             scratch: Vec::new(),
-        })
-    };
+        }
+    }
 }
 
-/// zstd at `level` of `data`, appended to `out`, with this thread's context for that level;
+/// Contexts not in use. They are shared by all threads rather than kept per thread: a
+/// backup's chunks are compressed on whichever of a dozen pool threads is free, and with a
+/// context per thread a backup of the benchmark's media tree held 13 MB of them at its peak
+/// (heaptrack) while only three compressed at a time.
+static IDLE_CONTEXTS: std::sync::Mutex<Vec<Contexts>> = std::sync::Mutex::new(Vec::new());
+
+/// Idle contexts kept: one per core and one more, as many as compress at once (a backup
+/// runs that many workers); more are dropped when given back.
+fn kept_contexts() -> usize {
+    static KEPT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEPT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(std::num::NonZero::get)
+            .unwrap_or(2)
+            + 1
+    })
+}
+
+/// Runs `f` with an idle context set (a new one when none is idle), then gives it back.
+fn with_contexts<T>(f: impl FnOnce(&mut Contexts) -> T) -> T {
+    // A poisoned lock only means another thread panicked while taking or giving back a
+    // context: the list itself is still whole.
+    let idle = || {
+        IDLE_CONTEXTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut cx = idle().pop().unwrap_or_else(Contexts::new);
+    let out = f(&mut cx);
+    let mut idle = idle();
+    if idle.len() < kept_contexts() {
+        idle.push(cx);
+    }
+    out
+}
+
+/// zstd at `level` of `data`, appended to `out`, with the context in `slot` (made at `level` when empty);
 /// the compressed length, or `None` (and `out` as it was) when zstd fails.
 fn zstd_append(
     slot: &mut Option<zstd::bulk::Compressor<'static>>,
@@ -127,19 +168,17 @@ pub fn compress_append(data: &[u8], level: i32, out: &mut Vec<u8>) -> Compressio
         out.extend_from_slice(data);
         return Compression::None;
     }
-    CONTEXTS.with(|cell| {
-        let Ok(mut cx) = cell.try_borrow_mut() else {
-            out.extend_from_slice(data);
-            return Compression::None;
+    with_contexts(|cx| {
+        let blob = if level == ZSTD_LEVEL {
+            &mut cx.files
+        } else {
+            if cx.other_level != level {
+                // Recreated at the new level on first use.
+                cx.other = None;
+                cx.other_level = level;
+            }
+            &mut cx.other
         };
-        let Contexts {
-            blob, blob_level, ..
-        } = &mut *cx;
-        if *blob_level != level {
-            // Recreated at the new level on first use.
-            *blob = None;
-            *blob_level = level;
-        }
         let start = out.len();
         match zstd_append(blob, level, data, out) {
             Some(n) if n + n / 32 < data.len() => Compression::Zstd,
@@ -166,11 +205,8 @@ pub fn sample_compresses(data: &[u8]) -> bool {
     }
     let start = data.len() / 2 - SAMPLE / 2;
     let sample = data.get(start..start + SAMPLE).unwrap_or(data);
-    CONTEXTS.with(|cell| {
-        let Ok(mut cx) = cell.try_borrow_mut() else {
-            return true;
-        };
-        let Contexts { probe, scratch, .. } = &mut *cx;
+    with_contexts(|cx| {
+        let Contexts { probe, scratch, .. } = cx;
         scratch.clear();
         match zstd_append(probe, 1, sample, scratch) {
             Some(n) => n < SAMPLE - SAMPLE / 16,
@@ -207,7 +243,7 @@ pub fn decompress(
 }
 
 /// Like [`decompress`] for a zstd blob, into `out` (cleared, then filled with exactly
-/// `raw_len` bytes), with this thread's context: no allocation once `out` has grown.
+/// `raw_len` bytes), with a pooled context: no allocation once `out` has grown.
 ///
 /// # Errors
 /// When the bytes are not a valid zstd frame of `raw_len` bytes.
@@ -236,10 +272,7 @@ pub fn decompress_zstd_append(
     out.reserve(raw_len);
     let mut room = std::io::Cursor::new(std::mem::take(out));
     room.set_position(start as u64);
-    let n = CONTEXTS.with(|cell| {
-        let mut cx = cell
-            .try_borrow_mut()
-            .map_err(|_| "decompression context busy".to_owned())?;
+    let n = with_contexts(|cx| {
         if cx.decompressor.is_none() {
             cx.decompressor = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
         }
@@ -285,6 +318,35 @@ mod tests {
         let (c, out) = compress(&noise);
         assert_eq!(c, Compression::None);
         assert_eq!(out, noise);
+    }
+
+    #[test]
+    fn contexts_are_shared_and_the_idle_ones_bounded() {
+        let text = "a line of text that repeats itself, as text does\n".repeat(4000);
+        // Sixteen threads compress and decompress at once; each gets a context of its own
+        // (the output checks it) and no more than the kept number stay idle afterwards.
+        std::thread::scope(|s| {
+            for i in 0..16 {
+                let text = &text;
+                s.spawn(move || {
+                    let level = if i % 2 == 0 {
+                        ZSTD_LEVEL
+                    } else {
+                        ZSTD_LEVEL_STREAMS
+                    };
+                    let mut out = Vec::new();
+                    assert_eq!(
+                        compress_append(text.as_bytes(), level, &mut out),
+                        Compression::Zstd
+                    );
+                    let back = decompress(Compression::Zstd, out, text.len()).unwrap();
+                    assert_eq!(back, text.as_bytes());
+                });
+            }
+        });
+        let idle = IDLE_CONTEXTS.lock().unwrap().len();
+        assert!(idle >= 1, "contexts are given back");
+        assert!(idle <= kept_contexts(), "{idle} idle contexts");
     }
 
     #[test]
