@@ -28,17 +28,21 @@ impl Compression {
 /// peers' repositories (they use level 3 too). Compressed with [`FILES_MATCH_FINDER`].
 pub const ZSTD_LEVEL: i32 = 3;
 
-/// How contexts at [`ZSTD_LEVEL`] find matches: zstd's `fast` strategy over a 2^18-entry
-/// hash table with a minimum match of 6 bytes, instead of level 3's `dfast` (two hash
+/// How contexts at [`ZSTD_LEVEL`] find matches: zstd's `fast` strategy over a 2^17-entry
+/// hash table with a minimum match of 7 bytes, instead of level 3's `dfast` (two hash
 /// tables of 2^17 and 2^16 entries, matches from 5 bytes). Measured on the benchmark's
 /// 430 MB of text, CSV and JSON in blocks of 1 MiB (`zstd -b -B1M`, docs/benchmarks.md,
-/// twelfth pass): 1.24× level 3's speed for 0.5 % more bytes (level 2 was 1.47× for 4.6 %
-/// more, which would take the repository past the smallest peer's by almost 1 %). Any zstd
+/// twelfth and thirteenth passes): a 2^18 table with matches from 6 bytes was 1.24× level
+/// 3's speed for 0.5 % more bytes; 2^17 and 7 bytes is 1.15–1.25× faster again for 1.1 %
+/// more than that, and in a backup on two cores, where two contexts share the caches, it
+/// took 1.0–1.4 s less CPU of 4.7–5.1 (the repository grew by 0.2 %, to 1.004 of the
+/// smallest peer's). Level 2 was 1.47× level 3 for 4.6 % more, and a 2^16 table 1.3× for
+/// 5 %: either would take the repository past the smallest peer's by about 1 %. Any zstd
 /// decoder reads the frames; nothing in the format depends on it.
 const FILES_MATCH_FINDER: [zstd::zstd_safe::CParameter; 3] = [
     zstd::zstd_safe::CParameter::Strategy(zstd::zstd_safe::Strategy::ZSTD_fast),
-    zstd::zstd_safe::CParameter::HashLog(18),
-    zstd::zstd_safe::CParameter::MinMatch(6),
+    zstd::zstd_safe::CParameter::HashLog(17),
+    zstd::zstd_safe::CParameter::MinMatch(7),
 ];
 
 /// The zstd level of streams (database dumps). Level 1 takes about 0.6 of the CPU time of
