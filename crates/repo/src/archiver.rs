@@ -522,11 +522,15 @@ fn process_item(ctx: &Ctx, item: Item) -> Done {
             node,
             data,
             warning,
-        } => Done::Small {
-            chunk: process_chunk(ctx, &data),
-            node,
-            warning,
-        },
+        } => {
+            let chunk = process_chunk(ctx, &data);
+            crate::buffers::give(data);
+            Done::Small {
+                chunk,
+                node,
+                warning,
+            }
+        }
     }
 }
 
@@ -1475,7 +1479,7 @@ impl Walker<'_> {
         if node.size <= self.small_max {
             // One chunk, as the chunker would cut it: read whole (up to one byte more than
             // fits, to notice a file that grew) and batched.
-            let mut data = Vec::with_capacity(usize::try_from(node.size).unwrap_or(0) + 1);
+            let mut data = crate::buffers::take(usize::try_from(node.size).unwrap_or(0) + 1);
             let read = (&mut f).take(self.small_max + 1).read_to_end(&mut data);
             match read {
                 Ok(n) if n as u64 <= self.small_max => {
