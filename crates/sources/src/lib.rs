@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::process::{CommandError, CommandReader, ToolCommand};
+pub use crate::process::{CommandError, CommandReader, PipeReader, ToolCommand};
 pub use crate::url::{DatabaseUrl, Engine, Secret, UrlError, beside_database};
 
 /// The manifest format version written by this crate.

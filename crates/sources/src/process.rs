@@ -40,8 +40,57 @@ pub const MAX_CAPTURED_STDOUT: usize = 64 * 1024 * 1024;
 /// unprivileged process, `/proc/sys/fs/pipe-max-size`).
 const PIPE_BYTES: usize = 1024 * 1024;
 
-/// How long a read waits after one that emptied the pipe (see [`CommandReader`]'s `read`).
+/// How long a read waits after one that emptied the pipe (see [`PipeReader`]).
 const COALESCE_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Reads a pipe in large gulps: the pipe is widened to [`PIPE_BYTES`] (the unprivileged
+/// maximum) instead of Linux's 64 KiB, and a read after one that emptied it waits a moment
+/// for it to fill, rather than waking up for each of the writer's small writes (pg_dump
+/// writes 4 KiB at a time; each wake-up is two context switches; at 2 GB/s the pipe fills in
+/// that time). A dump of the benchmark through `cat |` took 1.07–1.17 s with the 64 KiB pipe
+/// and 5,400–6,000 context switches, against 0.71–0.73 s read from the file itself.
+///
+/// Anything that is not a pipe (a file, a terminal), or a pipe that cannot be widened, is
+/// read as it is: this only ever costs speed, never data.
+#[derive(Debug)]
+pub struct PipeReader<R> {
+    inner: R,
+    /// Whether the pipe holds [`PIPE_BYTES`], so reads may wait for it to fill a little.
+    coalesce: bool,
+    /// The last read emptied the pipe (returned less than asked for and than it holds).
+    drained: bool,
+}
+
+impl<R: Read + std::os::fd::AsFd> PipeReader<R> {
+    /// Widens `inner`'s pipe when it is one (best effort).
+    pub fn new(inner: R) -> PipeReader<R> {
+        let coalesce =
+            rustix::pipe::fcntl_setpipe_size(&inner, PIPE_BYTES).is_ok_and(|n| n >= PIPE_BYTES);
+        PipeReader {
+            inner,
+            coalesce,
+            drained: false,
+        }
+    }
+
+    /// Whether reads wait for the widened pipe to fill (false: read as it is).
+    pub fn is_widened_pipe(&self) -> bool {
+        self.coalesce
+    }
+}
+
+impl<R: Read> Read for PipeReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.coalesce && self.drained {
+            std::thread::sleep(COALESCE_WAIT);
+        }
+        let n = self.inner.read(buf)?;
+        // A full pipe's worth means the writer is ahead: read on at once. Less than the pipe
+        // holds (and than was asked for) means the read emptied it.
+        self.drained = n < buf.len().min(PIPE_BYTES);
+        Ok(n)
+    }
+}
 
 /// Why running a tool failed. Cloneable, so a reader can repeat its error on every later read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -371,15 +420,7 @@ impl ToolCommand {
     pub fn spawn_reader(self) -> Result<CommandReader, CommandError> {
         let mut child = self.spawn(Stdio::null())?;
         let description = self.describe();
-        let stdout = child.stdout.take();
-        let mut coalesce = false;
-        if let Some(out) = &stdout {
-            // A 1 MiB pipe (the unprivileged maximum) instead of 64 KiB: the dump tool keeps
-            // writing while the reader is busy cutting, and both wake each other less often.
-            // Best effort: a smaller pipe only costs speed.
-            coalesce =
-                rustix::pipe::fcntl_setpipe_size(out, PIPE_BYTES).is_ok_and(|n| n >= PIPE_BYTES);
-        }
+        let stdout = child.stdout.take().map(PipeReader::new);
         let (tail, stderr_thread) = drain_stderr(&mut child);
         Ok(CommandReader {
             child: Some(child),
@@ -389,8 +430,6 @@ impl ToolCommand {
             description,
             bytes: 0,
             state: ReaderState::Streaming,
-            coalesce,
-            drained: false,
             _keep_alive: self.keep_alive,
         })
     }
@@ -701,16 +740,12 @@ enum ReaderState {
 #[derive(Debug)]
 pub struct CommandReader {
     child: Option<Child>,
-    stdout: Option<ChildStdout>,
+    stdout: Option<PipeReader<ChildStdout>>,
     tail: SharedTail,
     stderr_thread: Option<JoinHandle<()>>,
     description: String,
     bytes: u64,
     state: ReaderState,
-    /// Whether the pipe holds [`PIPE_BYTES`], so reads may wait for it to fill a little.
-    coalesce: bool,
-    /// The last read emptied the pipe (returned less than asked for).
-    drained: bool,
     _keep_alive: Vec<Box<dyn Any + Send>>,
 }
 
@@ -803,17 +838,10 @@ impl Read for CommandReader {
         let Some(stdout) = self.stdout.as_mut() else {
             return self.finish_at_eof();
         };
-        if self.coalesce && self.drained {
-            // The reader is faster than the tool: let the pipe fill for a moment rather than
-            // wake up for each of the tool's small writes (pg_dump writes 4 KiB at a time;
-            // each wake-up is two context switches). At 2 GB/s the pipe fills in this time.
-            std::thread::sleep(COALESCE_WAIT);
-        }
         match stdout.read(buf) {
             Ok(0) => self.finish_at_eof(),
             Ok(n) => {
                 self.bytes += n as u64;
-                self.drained = n < buf.len();
                 Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
@@ -976,6 +1004,48 @@ mod tests {
 
     fn sh(script: &str) -> ToolCommand {
         ToolCommand::new("sh").arg("-c").arg(script)
+    }
+
+    #[test]
+    fn pipe_reader_widens_pipes_and_reads_files_as_they_are() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        // A pipe: widened, and every byte comes through in order.
+        let (rx, tx) = rustix::pipe::pipe().unwrap();
+        let writer = {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut tx = std::fs::File::from(tx);
+                for piece in data.chunks(4096) {
+                    tx.write_all(piece).unwrap();
+                }
+            })
+        };
+        let mut pipe = PipeReader::new(std::fs::File::from(rx));
+        assert!(pipe.is_widened_pipe());
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4 << 20];
+        loop {
+            let n = pipe.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(
+                n <= PIPE_BYTES,
+                "{n} bytes at once from a pipe of {PIPE_BYTES}"
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        writer.join().unwrap();
+        assert_eq!(got, data);
+        // A file: not a pipe, read as it is.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let mut file = PipeReader::new(std::fs::File::open(&path).unwrap());
+        assert!(!file.is_widened_pipe());
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        assert_eq!(got, data);
     }
 
     fn read_all(r: &mut impl Read) -> (Vec<u8>, io::Result<()>) {

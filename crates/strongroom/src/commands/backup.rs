@@ -90,7 +90,9 @@ pub async fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
     let bar = ProgressBar::start(&progress, g.quiet || g.json);
     let result = match &a.stdin {
         Some(name) => {
-            let input: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
+            // A pipe (`pg_dump … | strongroom backup --stdin`) is read in large gulps.
+            let input: Box<dyn std::io::Read + Send> =
+                Box::new(strongroom_sources::PipeReader::new(std::io::stdin()));
             archiver::backup_stream(&repo, &guard, name, input, opts).await
         }
         None => archiver::backup_paths(&repo, &guard, &a.paths, opts).await,
