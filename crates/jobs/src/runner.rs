@@ -582,6 +582,9 @@ impl Runner {
             () = aborted(&mut abort_rx) => Ended::Stopped(StopReason::Shutdown),
         };
         drop(ticker);
+        // The job's buffers and compression contexts are not kept for the next one, which may
+        // be hours away.
+        strongroom_repo::release_idle_memory();
 
         let outcome = match ended {
             Ended::Done(Ok(outcome)) => outcome,

@@ -49,6 +49,11 @@ impl Pool {
         Some(b)
     }
 
+    fn clear(&mut self) {
+        self.buffers = Vec::new();
+        self.bytes = 0;
+    }
+
     fn give(&mut self, buf: Vec<u8>) {
         if self.bytes + buf.capacity() <= self.limit {
             self.bytes += buf.capacity();
@@ -80,6 +85,14 @@ pub fn give(buf: Vec<u8>) {
     }
     if let Ok(mut pool) = POOL.lock() {
         pool.give(buf);
+    }
+}
+
+/// Drops every buffer the pool keeps (their memory goes back to the system). A long-running
+/// process calls it when a job ends, so that its idle memory is not the last backup's pool.
+pub fn release() {
+    if let Ok(mut pool) = POOL.lock() {
+        pool.clear();
     }
 }
 
@@ -116,5 +129,9 @@ mod tests {
         }
         assert_eq!(pool.buffers.len(), 4);
         assert_eq!(pool.bytes, 4 << 20);
+        // Released, it keeps nothing and hands out nothing.
+        pool.clear();
+        assert_eq!(pool.bytes, 0);
+        assert!(pool.take(1).is_none());
     }
 }

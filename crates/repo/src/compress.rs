@@ -118,6 +118,15 @@ fn with_contexts<T>(f: impl FnOnce(&mut Contexts) -> T) -> T {
     out
 }
 
+/// Drops the idle contexts (a megabyte or more each). A long-running process calls it when a
+/// job ends: contexts are made again by the next one that compresses.
+pub fn release_idle_contexts() {
+    IDLE_CONTEXTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+}
+
 /// zstd at `level` of `data`, appended to `out`, with the context in `slot` (made at `level` when empty);
 /// the compressed length, or `None` (and `out` as it was) when zstd fails.
 fn zstd_append(

@@ -38,6 +38,14 @@ pub mod stats;
 pub mod tree;
 
 pub use error::{RepoError, Result};
+
+/// Gives back what a backup, restore or verify keeps for the next one in the same process:
+/// the buffer pool (up to [`buffers::POOL_BYTES`]) and the idle zstd contexts. The service
+/// calls it when a job ends, so that between jobs it holds only what it needs to serve.
+pub fn release_idle_memory() {
+    buffers::release();
+    compress::release_idle_contexts();
+}
 pub use id::Id;
 pub use master_key_file::MasterKeyFile;
 pub use repository::{Credential, InitOptions, Repository};
