@@ -626,10 +626,7 @@ where
     // ahead while the workers compress a long stretch of text, and the workers keep busy
     // while the reader goes through incompressible files (which cost them little), without
     // a compression context per waiting chunk.
-    let workers = std::thread::available_parallelism()
-        .map(std::num::NonZero::get)
-        .unwrap_or(2)
-        + 1;
+    let workers = crate::compress::compressing_at_once();
     let running = Arc::new(tokio::sync::Semaphore::new(workers));
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut processed = events

@@ -35,7 +35,7 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// twelfth and thirteenth passes): a 2^18 table with matches from 6 bytes was 1.24× level
 /// 3's speed for 0.5 % more bytes; 2^17 and 7 bytes is 1.15–1.25× faster again for 1.1 %
 /// more than that, and in a backup on two cores, where two contexts share the caches, it
-/// took 1.0–1.4 s less CPU of 4.7–5.1 (the repository grew by 0.2 %, to 1.004 of the
+/// took 1.0–1.6 s less CPU of 5.6–6.6 (the repository grew by 0.2 %, to 1.004 of the
 /// smallest peer's). Level 2 was 1.47× level 3 for 4.6 % more, and a 2^16 table 1.3× for
 /// 5 %: either would take the repository past the smallest peer's by about 1 %. Any zstd
 /// decoder reads the frames; nothing in the format depends on it.
@@ -88,11 +88,11 @@ impl Contexts {
 /// (heaptrack) while only three compressed at a time.
 static IDLE_CONTEXTS: std::sync::Mutex<Vec<Contexts>> = std::sync::Mutex::new(Vec::new());
 
-/// Idle contexts kept: one per core and one more, as many as compress at once (a backup
-/// runs that many workers); more are dropped when given back.
-fn kept_contexts() -> usize {
-    static KEPT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *KEPT.get_or_init(|| {
+/// How many compress at once: one per core and one more to cover a hand-off. A backup runs
+/// that many workers, and as many contexts are kept idle; more are dropped when given back.
+pub(crate) fn compressing_at_once() -> usize {
+    static AT_ONCE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *AT_ONCE.get_or_init(|| {
         std::thread::available_parallelism()
             .map(std::num::NonZero::get)
             .unwrap_or(2)
@@ -100,19 +100,20 @@ fn kept_contexts() -> usize {
     })
 }
 
+/// The idle contexts. A poisoned lock only means another thread panicked while taking or
+/// giving back a context: the list itself is still whole.
+fn idle_contexts() -> std::sync::MutexGuard<'static, Vec<Contexts>> {
+    IDLE_CONTEXTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `f` with an idle context set (a new one when none is idle), then gives it back.
 fn with_contexts<T>(f: impl FnOnce(&mut Contexts) -> T) -> T {
-    // A poisoned lock only means another thread panicked while taking or giving back a
-    // context: the list itself is still whole.
-    let idle = || {
-        IDLE_CONTEXTS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    let mut cx = idle().pop().unwrap_or_else(Contexts::new);
+    let mut cx = idle_contexts().pop().unwrap_or_else(Contexts::new);
     let out = f(&mut cx);
-    let mut idle = idle();
-    if idle.len() < kept_contexts() {
+    let mut idle = idle_contexts();
+    if idle.len() < compressing_at_once() {
         idle.push(cx);
     }
     out
@@ -121,14 +122,11 @@ fn with_contexts<T>(f: impl FnOnce(&mut Contexts) -> T) -> T {
 /// Drops the idle contexts (a megabyte or more each). A long-running process calls it when a
 /// job ends: contexts are made again by the next one that compresses.
 pub fn release_idle_contexts() {
-    IDLE_CONTEXTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clear();
+    idle_contexts().clear();
 }
 
-/// zstd at `level` of `data`, appended to `out`, with the context in `slot` (made at `level` when empty);
-/// the compressed length, or `None` (and `out` as it was) when zstd fails.
+/// zstd at `level` of `data`, appended to `out`, with the context in `slot` (made at `level`
+/// when empty); the compressed length, or `None` (and `out` as it was) when zstd fails.
 fn zstd_append(
     slot: &mut Option<zstd::bulk::Compressor<'static>>,
     level: i32,
@@ -359,7 +357,7 @@ mod tests {
         });
         let idle = IDLE_CONTEXTS.lock().unwrap().len();
         assert!(idle >= 1, "contexts are given back");
-        assert!(idle <= kept_contexts(), "{idle} idle contexts");
+        assert!(idle <= compressing_at_once(), "{idle} idle contexts");
     }
 
     #[test]

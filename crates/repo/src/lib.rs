@@ -38,6 +38,10 @@ pub mod stats;
 pub mod tree;
 
 pub use error::{RepoError, Result};
+pub use id::Id;
+pub use master_key_file::MasterKeyFile;
+pub use repository::{Credential, InitOptions, Repository};
+pub use snapshot::{Snapshot, SnapshotKind};
 
 /// Gives back what a backup, restore or verify keeps for the next one in the same process:
 /// the buffer pool (up to [`buffers::POOL_BYTES`]) and the idle zstd contexts. The service
@@ -46,7 +50,3 @@ pub fn release_idle_memory() {
     buffers::release();
     compress::release_idle_contexts();
 }
-pub use id::Id;
-pub use master_key_file::MasterKeyFile;
-pub use repository::{Credential, InitOptions, Repository};
-pub use snapshot::{Snapshot, SnapshotKind};
