@@ -160,13 +160,111 @@ enum Chunk {
 /// stream's CPU in context switches.
 const STREAM_BATCH_BYTES: usize = 1 << 20;
 
-/// Events (chunks, batches) being worked on or done and waiting for their turn in the
-/// assembler. More than the cores: reading and compressing alternate as the bottleneck from
-/// file to file (incompressible media costs a worker little, text a lot), and a deeper queue
-/// lets each run ahead of the other. First media backup, alternating runs: 4.7 s with 3 in
-/// flight, 4.2–4.5 s with 8 (docs/benchmarks.md, twelfth pass); each is at most a chunk of
-/// memory (~1 MiB) while it waits.
-const IN_FLIGHT: usize = 8;
+/// Bytes of content read and not yet stored (being compressed, or done and waiting for
+/// their turn in the assembler) before the reader waits. Counted in bytes, not events:
+/// reading and compressing alternate as the bottleneck from file to file (a megabyte of
+/// incompressible media costs a worker a tenth of what a megabyte of text does), so the
+/// reader has to run well ahead while a worker compresses text, and a file's start and end
+/// took places in a queue of 8 events without holding any content. With those 8 events both
+/// cores sat idle 11–20 % of a first media backup (one chunk of text at the head of the
+/// line, the rest done behind it); with 32 events 5 %, but peak memory rose by 15 MB. By
+/// bytes, five alternating runs each (docs/benchmarks.md, fourteenth pass): median 3.43 s
+/// with 8 events, 3.33 with 4 MiB, 3.09 with 8 MiB, 3.09 with 12 MiB, 2.95 with 16 MiB;
+/// peak memory 58, 55, 61, 62 and 68 MB. A chunk larger than this still goes, alone.
+const IN_FLIGHT_BYTES: usize = 8 << 20;
+
+/// Events in flight at most, whatever they hold (folder and file starts and ends hold no
+/// content): only a bound on the assembler's queue; [`IN_FLIGHT_BYTES`] is the one that
+/// matters.
+const IN_FLIGHT_EVENTS: usize = 256;
+
+/// What the reader sends the assembler through: the events, in order, and the budget of
+/// [`IN_FLIGHT_BYTES`] it waits on.
+struct Outbox {
+    tx: mpsc::Sender<Event>,
+    budget: Arc<Budget>,
+}
+
+/// Bytes of content in flight between the reader and the assembler.
+struct Budget {
+    /// Bytes taken, and whether the assembler has stopped (the reader must not wait then).
+    state: std::sync::Mutex<(usize, bool)>,
+    given_back: std::sync::Condvar,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            state: std::sync::Mutex::new((0, false)),
+            given_back: std::sync::Condvar::new(),
+        }
+    }
+
+    /// A poisoned lock only means a thread panicked holding it: the count is still whole.
+    fn state(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until `n` more bytes fit (or nothing is in flight), then counts them.
+    fn take(&self, n: usize) -> Result<()> {
+        let mut st = self.state();
+        while !st.1 && st.0 > 0 && st.0 + n > IN_FLIGHT_BYTES {
+            st = self
+                .given_back
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if st.1 {
+            return Err(RepoError::Cancelled);
+        }
+        st.0 += n;
+        Ok(())
+    }
+
+    /// `n` bytes were stored (or dropped).
+    fn give(&self, n: usize) {
+        if n > 0 {
+            let mut st = self.state();
+            st.0 = st.0.saturating_sub(n);
+            self.given_back.notify_all();
+        }
+    }
+
+    /// The assembler stopped: a reader waiting for room gets [`RepoError::Cancelled`].
+    fn close(&self) {
+        self.state().1 = true;
+        self.given_back.notify_all();
+    }
+}
+
+/// Closes the budget when the assembler's side ends in any way, even when the backup's
+/// future is dropped half-way (a cancelled job): the reader's thread must not wait forever.
+struct CloseOnDrop(Arc<Budget>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl Event {
+    /// Bytes of file content the event holds.
+    fn content_bytes(&self) -> usize {
+        match self {
+            Event::Chunks(chunks) => chunks.iter().map(Vec::len).sum(),
+            Event::Batch(items) => items
+                .iter()
+                .map(|i| match i {
+                    Item::Small { data, .. } => data.len(),
+                    Item::Leaf(_) | Item::Reused(_) => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+}
 
 /// A file's chunks go one at a time: they are 512 KiB or more (but a file's last), so a
 /// hand-off costs little against them, and batches of two would hold more of them in memory
@@ -186,7 +284,7 @@ const BATCH_ITEMS: usize = 1024;
 fn send_chunks<R: Read>(
     chunker: &mut Chunker<R>,
     batch_bytes_min: usize,
-    tx: &mpsc::Sender<Event>,
+    tx: &Outbox,
     progress: Option<&Progress>,
 ) -> Result<(u64, Option<std::io::Error>)> {
     let mut size = 0u64;
@@ -349,8 +447,7 @@ pub async fn backup_paths(
     };
     let r = Arc::clone(repo);
     let progress = opts.progress.clone();
-    let reader =
-        move |tx: mpsc::Sender<Event>| walk_roots(&r, &abs, walk, &tx, progress.as_deref());
+    let reader = move |tx: Outbox| walk_roots(&r, &abs, walk, &tx, progress.as_deref());
     let (source, recorded_paths) = match &opts.source_name {
         Some(n) => (n.clone(), vec![n.clone()]),
         None => (sources.join(", "), sources),
@@ -435,7 +532,7 @@ pub async fn backup_stream_with(
     refresh_index(repo, lock).await?;
     let seed = repo.config().chunker_seed;
     let progress = opts.progress.clone();
-    let reader = move |tx: mpsc::Sender<Event>| -> Result<()> {
+    let reader = move |tx: Outbox| -> Result<()> {
         let mut node = probe;
         node.mtime_ns = now_ns();
         node.ctime_ns = node.mtime_ns;
@@ -493,8 +590,10 @@ async fn commit(repo: &Repository, lock: &LockGuard, snap: &Snapshot) -> Result<
     repo.save_snapshot(&s).await
 }
 
-fn send(tx: &mpsc::Sender<Event>, ev: Event) -> Result<()> {
-    tx.blocking_send(ev).map_err(|_| RepoError::Cancelled)
+/// Sends an event once the content it holds fits in the budget.
+fn send(out: &Outbox, ev: Event) -> Result<()> {
+    out.budget.take(ev.content_bytes())?;
+    out.tx.blocking_send(ev).map_err(|_| RepoError::Cancelled)
 }
 
 struct Ctx {
@@ -607,12 +706,18 @@ async fn run<F>(
     paths: Vec<String>,
 ) -> Result<(Snapshot, Vec<(Id, Id)>)>
 where
-    F: FnOnce(mpsc::Sender<Event>) -> Result<()> + Send + 'static,
+    F: FnOnce(Outbox) -> Result<()> + Send + 'static,
 {
     lock.check().await?;
     let started = now_rfc3339();
     let (tx, mut rx) = mpsc::channel::<Event>(4);
-    let reader_task = tokio::task::spawn_blocking(move || reader(tx));
+    let budget = Arc::new(Budget::new());
+    let closer = CloseOnDrop(Arc::clone(&budget));
+    let out = Outbox {
+        tx,
+        budget: Arc::clone(&budget),
+    };
+    let reader_task = tokio::task::spawn_blocking(move || reader(out));
     let ctx = Arc::new(Ctx {
         key: repo.key().clone(),
         index: Arc::clone(repo.index()),
@@ -621,11 +726,11 @@ where
             SnapshotKind::Files => crate::compress::ZSTD_LEVEL,
         },
     });
-    // Up to `IN_FLIGHT` events are worked on or waiting in order, but only as many run at
-    // once as there are cores (plus one to cover a hand-off): the reader then keeps cutting
-    // ahead while the workers compress a long stretch of text, and the workers keep busy
-    // while the reader goes through incompressible files (which cost them little), without
-    // a compression context per waiting chunk.
+    // Up to `IN_FLIGHT_BYTES` of content are worked on or waiting in order, but only as
+    // many events run at once as there are cores (plus one to cover a hand-off): the reader
+    // then keeps cutting ahead while the workers compress a long stretch of text, and the
+    // workers keep busy while the reader goes through incompressible files (which cost them
+    // little), without a compression context per waiting chunk.
     let workers = crate::compress::compressing_at_once();
     let running = Arc::new(tokio::sync::Semaphore::new(workers));
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
@@ -633,7 +738,8 @@ where
         .map(|ev| {
             let ctx = Arc::clone(&ctx);
             let running = Arc::clone(&running);
-            async move {
+            let bytes = ev.content_bytes();
+            let processed = async move {
                 // The semaphore is never closed: an error here cannot happen, and would
                 // only let one more worker run.
                 let _running = running.acquire_owned().await;
@@ -661,9 +767,10 @@ where
                     )),
                     other => Ok(Processed::Event(other)),
                 }
-            }
+            };
+            async move { (processed.await, bytes) }
         })
-        .buffered(IN_FLIGHT.max(workers));
+        .buffered(IN_FLIGHT_EVENTS.max(workers));
 
     let mut packer = repo.packer();
     let mut summary = Summary {
@@ -679,7 +786,7 @@ where
     let progress = opts.progress.clone();
     let assemble = async {
         let mut seen = 0u64;
-        while let Some(item) = processed.next().await {
+        while let Some((item, bytes)) = processed.next().await {
             seen += 1;
             // Stop early when the lock could not be refreshed: nothing will be committed.
             if seen.is_multiple_of(256)
@@ -769,10 +876,13 @@ where
                 Processed::Event(Event::Warning(w)) => summary.warnings.push(w),
                 Processed::Event(Event::Chunks(_) | Event::Batch(_)) => {}
             }
+            budget.give(bytes);
         }
         Ok::<_, RepoError>(())
     };
     let assembled = assemble.await;
+    // A reader still waiting for room (the assembler failed) stops at once.
+    drop(closer);
     drop(processed);
     let read_result = reader_task
         .await
@@ -934,7 +1044,7 @@ struct Walker<'a> {
     repo: &'a Repository,
     shared: Arc<Repository>,
     handle: tokio::runtime::Handle,
-    tx: &'a mpsc::Sender<Event>,
+    tx: &'a Outbox,
     chunker: Chunker<std::fs::File>,
     progress: Option<&'a Progress>,
     /// Files of at most this size are one chunk: read whole and batched.
@@ -961,7 +1071,7 @@ fn walk_roots(
     repo: &Arc<Repository>,
     roots: &[PathBuf],
     setup: WalkSetup,
-    tx: &mpsc::Sender<Event>,
+    tx: &Outbox,
     progress: Option<&Progress>,
 ) -> Result<()> {
     let WalkSetup {
@@ -1536,5 +1646,76 @@ fn changed_while_read(path: &Path, md: &std::fs::Metadata, size: u64) -> Option<
             "{}: vanished while being read; stored {size} bytes as read",
             path.display()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Whether a thread is still waiting after a moment.
+    fn still_waiting<T>(t: &std::thread::JoinHandle<T>) -> bool {
+        std::thread::sleep(Duration::from_millis(100));
+        !t.is_finished()
+    }
+
+    #[test]
+    fn the_budget_waits_for_room_lets_a_large_chunk_go_alone_and_close_frees_a_waiter() {
+        let budget = Arc::new(Budget::new());
+        budget.take(IN_FLIGHT_BYTES - 10).unwrap();
+        budget.take(10).unwrap();
+        let b = Arc::clone(&budget);
+        let waiter = std::thread::spawn(move || b.take(1));
+        assert!(still_waiting(&waiter), "took a byte past the budget");
+        budget.give(5);
+        waiter.join().unwrap().unwrap();
+        budget.give(IN_FLIGHT_BYTES - 4);
+
+        // Nothing in flight: a chunk larger than the whole budget goes, alone.
+        budget.take(IN_FLIGHT_BYTES * 2).unwrap();
+        let b = Arc::clone(&budget);
+        let waiter = std::thread::spawn(move || b.take(1));
+        assert!(
+            still_waiting(&waiter),
+            "took a byte beside an oversized chunk"
+        );
+        // The assembler stopped: the waiting reader is told so instead of waiting forever.
+        drop(CloseOnDrop(Arc::clone(&budget)));
+        assert!(matches!(waiter.join().unwrap(), Err(RepoError::Cancelled)));
+        assert!(matches!(budget.take(0), Err(RepoError::Cancelled)));
+    }
+
+    #[test]
+    fn events_count_only_their_content() {
+        let node = Node {
+            name: b"f".to_vec(),
+            kind: NodeKind::File,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            size: 3,
+            content: vec![],
+            content_lists: vec![],
+            subtree: None,
+            target: None,
+        };
+        assert_eq!(Event::FileStart(node.clone()).content_bytes(), 0);
+        assert_eq!(
+            Event::Chunks(vec![vec![1; 7], vec![2; 5]]).content_bytes(),
+            12
+        );
+        let batch = Event::Batch(vec![
+            Item::Leaf(node.clone()),
+            Item::Small {
+                node,
+                data: vec![0; 3],
+                warning: None,
+            },
+        ]);
+        assert_eq!(batch.content_bytes(), 3);
     }
 }
