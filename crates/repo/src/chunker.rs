@@ -281,13 +281,37 @@ fn cut_line_anchored(
         while i < phase_end {
             let rest = &data[i..phase_end];
             let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            for (k, &b) in rest[..line_end].iter().enumerate() {
+            let bytes = &rest[..line_end];
+            // Four bytes at a time, one test of the smallest of their eight hashes: the
+            // hashes are the same, and only where that test passes is the first of the four
+            // that cuts looked for.
+            let mut quads = bytes.chunks_exact(4);
+            let mut k = 0;
+            for q in &mut quads {
+                let mut hashes = [0u64; 4];
+                let mut lowest = u64::MAX;
+                for (h, &b) in hashes.iter_mut().zip(q) {
+                    let g = gear[usize::from(b)];
+                    roll = (roll << 1).wrapping_add(g);
+                    line = line.rotate_left(1).wrapping_add(g);
+                    *h = roll.min(line);
+                    lowest = lowest.min(*h);
+                }
+                if lowest <= limit
+                    && let Some(j) = hashes.iter().position(|&h| h <= limit)
+                {
+                    return i + k + j + 1;
+                }
+                k += 4;
+            }
+            for &b in quads.remainder() {
                 let g = gear[usize::from(b)];
                 roll = (roll << 1).wrapping_add(g);
                 line = line.rotate_left(1).wrapping_add(g);
                 if roll.min(line) <= limit {
                     return i + k + 1;
                 }
+                k += 1;
             }
             i += line_end;
             if i < phase_end {
