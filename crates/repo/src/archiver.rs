@@ -319,6 +319,26 @@ struct Frame {
     tree: Tree,
 }
 
+/// The node of a stream's content before it is read: a private file, owned by root, with
+/// nothing in it yet.
+fn stream_node(name: Vec<u8>) -> Node {
+    Node {
+        name,
+        kind: NodeKind::File,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        size: 0,
+        content: vec![],
+        content_lists: vec![],
+        subtree: None,
+        target: None,
+    }
+}
+
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
@@ -507,21 +527,7 @@ pub async fn backup_stream_with(
     finish: impl FnOnce() -> std::result::Result<serde_json::Value, String> + Send + 'static,
 ) -> Result<(Id, Snapshot)> {
     let node_name = name.trim_matches('/').to_owned();
-    let probe = Node {
-        name: node_name.clone().into_bytes(),
-        kind: NodeKind::File,
-        mode: 0o600,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
-        ctime_ns: 0,
-        inode: 0,
-        size: 0,
-        content: vec![],
-        content_lists: vec![],
-        subtree: None,
-        target: None,
-    };
+    let probe = stream_node(node_name.clone().into_bytes());
     if !probe.name_is_safe() {
         return Err(RepoError::Invalid(format!(
             "{name:?} is not a valid stream name (no '/', not empty)"
@@ -1688,21 +1694,7 @@ mod tests {
 
     #[test]
     fn events_count_only_their_content() {
-        let node = Node {
-            name: b"f".to_vec(),
-            kind: NodeKind::File,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            inode: 0,
-            size: 3,
-            content: vec![],
-            content_lists: vec![],
-            subtree: None,
-            target: None,
-        };
+        let node = stream_node(b"f".to_vec());
         assert_eq!(Event::FileStart(node.clone()).content_bytes(), 0);
         assert_eq!(
             Event::Chunks(vec![vec![1; 7], vec![2; 5]]).content_bytes(),
