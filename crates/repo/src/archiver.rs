@@ -5,8 +5,8 @@
 //!    sends events down a bounded channel; files whose size, mtime, ctime and inode match the
 //!    parent snapshot are not read again; small files (one chunk each) and unchanged ones go
 //!    in batches, so that a tree of a million small files is not a million hand-offs;
-//! 2. each chunk is hashed, compressed and sealed on the blocking pool, several at once, and
-//!    the results come back in order;
+//! 2. worker threads (one per core and one more) take the chunks in that order and hash,
+//!    compress and seal them, several at once; the results come back in order;
 //! 3. one task assembles files and trees and feeds the [`Packer`], which uploads packs a few at
 //!    a time;
 //! 4. when everything is durable and indexed, the snapshot is written (if the lock still
@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::chunker::{Chunker, ChunkerParams};
@@ -178,11 +177,68 @@ const IN_FLIGHT_BYTES: usize = 8 << 20;
 /// matters.
 const IN_FLIGHT_EVENTS: usize = 256;
 
-/// What the reader sends the assembler through: the events, in order, and the budget of
-/// [`IN_FLIGHT_BYTES`] it waits on.
+/// What the reader sends through: the events, in order, to the assembler; the work in them
+/// to the workers; and the budget of [`IN_FLIGHT_BYTES`] it waits on.
 struct Outbox {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<(Incoming, usize)>,
+    jobs: std::sync::mpsc::Sender<Job>,
+    ctx: Arc<Ctx>,
     budget: Arc<Budget>,
+}
+
+/// An event for a worker, and where its result goes.
+struct Job {
+    ev: Event,
+    done: tokio::sync::oneshot::Sender<Processed>,
+}
+
+/// What the assembler receives, in the reader's order, with the bytes of content it holds.
+enum Incoming {
+    /// Needed nothing from a worker.
+    Ready(Processed),
+    /// Being processed: its result comes through here.
+    Working(tokio::sync::oneshot::Receiver<Processed>),
+}
+
+/// Starts `n` worker threads that take jobs in the order they were sent and hash, compress
+/// and seal their content; they end when the returned sender (the reader's) is dropped and
+/// the jobs sent before are done. Threads of their own, not tasks: a worker that finishes a
+/// job takes the next one at once, where a blocking task was started only after the
+/// assembler's thread had woken up to see the last one finish, which left a core idle for
+/// each hand-off.
+fn start_workers(n: usize, ctx: &Arc<Ctx>) -> Result<WorkerPool> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let queue = Arc::new(std::sync::Mutex::new(queue));
+    let mut threads = Vec::with_capacity(n);
+    for i in 0..n {
+        let queue = Arc::clone(&queue);
+        let ctx = Arc::clone(ctx);
+        let thread = std::thread::Builder::new()
+            .name(format!("backup-worker-{i}"))
+            .spawn(move || {
+                loop {
+                    // One worker waits in `recv` at a time, the others for the lock; a
+                    // poisoned lock only means a worker panicked: the queue is whole.
+                    let job = queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .recv();
+                    let Ok(Job { ev, done }) = job else { break };
+                    // The assembler may have stopped: then nobody waits for the result.
+                    let _ = done.send(process_event(&ctx, ev));
+                }
+            })
+            .map_err(|e| RepoError::Invalid(format!("starting a backup worker: {e}")))?;
+        threads.push(thread);
+    }
+    Ok(WorkerPool { jobs, threads })
+}
+
+/// The workers' job queue and their threads, which end once the queue's sender is dropped and
+/// the jobs sent before are done.
+struct WorkerPool {
+    jobs: std::sync::mpsc::Sender<Job>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Bytes of content in flight between the reader and the assembler.
@@ -596,10 +652,47 @@ async fn commit(repo: &Repository, lock: &LockGuard, snap: &Snapshot) -> Result<
     repo.save_snapshot(&s).await
 }
 
-/// Sends an event once the content it holds fits in the budget.
+/// Sends an event once the content it holds fits in the budget: its work to the workers,
+/// and the event (or where its result will come) to the assembler.
 fn send(out: &Outbox, ev: Event) -> Result<()> {
-    out.budget.take(ev.content_bytes())?;
-    out.tx.blocking_send(ev).map_err(|_| RepoError::Cancelled)
+    let bytes = ev.content_bytes();
+    out.budget.take(bytes)?;
+    let incoming = if needs_worker(&ev) {
+        let (done, result) = tokio::sync::oneshot::channel();
+        out.jobs
+            .send(Job { ev, done })
+            .map_err(|_| RepoError::Cancelled)?;
+        Incoming::Working(result)
+    } else {
+        Incoming::Ready(process_event(&out.ctx, ev))
+    };
+    out.tx
+        .blocking_send((incoming, bytes))
+        .map_err(|_| RepoError::Cancelled)
+}
+
+/// Whether an event has content to hash, compress and seal.
+fn needs_worker(ev: &Event) -> bool {
+    match ev {
+        Event::Chunks(_) => true,
+        Event::Batch(items) => items.iter().any(|i| matches!(i, Item::Small { .. })),
+        _ => false,
+    }
+}
+
+/// An event after a worker saw it (or as it is, when it has no content).
+fn process_event(ctx: &Ctx, ev: Event) -> Processed {
+    match ev {
+        Event::Chunks(chunks) => {
+            let done = chunks.iter().map(|c| process_chunk(ctx, c)).collect();
+            chunks.into_iter().for_each(crate::buffers::give);
+            Processed::Chunks(done)
+        }
+        Event::Batch(items) => {
+            Processed::Batch(items.into_iter().map(|i| process_item(ctx, i)).collect())
+        }
+        other => Processed::Event(other),
+    }
 }
 
 struct Ctx {
@@ -716,14 +809,6 @@ where
 {
     lock.check().await?;
     let started = now_rfc3339();
-    let (tx, mut rx) = mpsc::channel::<Event>(4);
-    let budget = Arc::new(Budget::new());
-    let closer = CloseOnDrop(Arc::clone(&budget));
-    let out = Outbox {
-        tx,
-        budget: Arc::clone(&budget),
-    };
-    let reader_task = tokio::task::spawn_blocking(move || reader(out));
     let ctx = Arc::new(Ctx {
         key: repo.key().clone(),
         index: Arc::clone(repo.index()),
@@ -732,51 +817,22 @@ where
             SnapshotKind::Files => crate::compress::ZSTD_LEVEL,
         },
     });
-    // Up to `IN_FLIGHT_BYTES` of content are worked on or waiting in order, but only as
-    // many events run at once as there are cores (plus one to cover a hand-off): the reader
-    // then keeps cutting ahead while the workers compress a long stretch of text, and the
+    // As many workers as compress at once (one per core and one more): the reader then
+    // keeps cutting ahead while the workers compress a long stretch of text, and the
     // workers keep busy while the reader goes through incompressible files (which cost them
-    // little), without a compression context per waiting chunk.
-    let workers = crate::compress::compressing_at_once();
-    let running = Arc::new(tokio::sync::Semaphore::new(workers));
-    let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let mut processed = events
-        .map(|ev| {
-            let ctx = Arc::clone(&ctx);
-            let running = Arc::clone(&running);
-            let bytes = ev.content_bytes();
-            let processed = async move {
-                // The semaphore is never closed: an error here cannot happen, and would
-                // only let one more worker run.
-                let _running = running.acquire_owned().await;
-                match ev {
-                    Event::Chunks(chunks) => tokio::task::spawn_blocking(move || {
-                        let done = chunks.iter().map(|c| process_chunk(&ctx, c)).collect();
-                        chunks.into_iter().for_each(crate::buffers::give);
-                        Processed::Chunks(done)
-                    })
-                    .await
-                    .map_err(|e| RepoError::Invalid(format!("worker failed: {e}"))),
-                    Event::Batch(items)
-                        if items.iter().any(|i| matches!(i, Item::Small { .. })) =>
-                    {
-                        tokio::task::spawn_blocking(move || {
-                            Processed::Batch(
-                                items.into_iter().map(|i| process_item(&ctx, i)).collect(),
-                            )
-                        })
-                        .await
-                        .map_err(|e| RepoError::Invalid(format!("worker failed: {e}")))
-                    }
-                    Event::Batch(items) => Ok(Processed::Batch(
-                        items.into_iter().map(|i| process_item(&ctx, i)).collect(),
-                    )),
-                    other => Ok(Processed::Event(other)),
-                }
-            };
-            async move { (processed.await, bytes) }
-        })
-        .buffered(IN_FLIGHT_EVENTS.max(workers));
+    // little), without a compression context per waiting chunk. Up to `IN_FLIGHT_BYTES` of
+    // content are worked on or waiting in order.
+    let WorkerPool { jobs, threads } = start_workers(crate::compress::compressing_at_once(), &ctx)?;
+    let (tx, mut rx) = mpsc::channel::<(Incoming, usize)>(IN_FLIGHT_EVENTS);
+    let budget = Arc::new(Budget::new());
+    let closer = CloseOnDrop(Arc::clone(&budget));
+    let out = Outbox {
+        tx,
+        jobs,
+        ctx,
+        budget: Arc::clone(&budget),
+    };
+    let reader_task = tokio::task::spawn_blocking(move || reader(out));
 
     let mut packer = repo.packer();
     let mut summary = Summary {
@@ -792,8 +848,14 @@ where
     let progress = opts.progress.clone();
     let assemble = async {
         let mut seen = 0u64;
-        while let Some((item, bytes)) = processed.next().await {
+        while let Some((incoming, bytes)) = rx.recv().await {
             seen += 1;
+            let item = match incoming {
+                Incoming::Ready(p) => Ok(p),
+                Incoming::Working(result) => result
+                    .await
+                    .map_err(|_| RepoError::Invalid("a backup worker failed".into())),
+            };
             // Stop early when the lock could not be refreshed: nothing will be committed.
             if seen.is_multiple_of(256)
                 && let Some(why) = lock.lost_reason()
@@ -889,10 +951,19 @@ where
     let assembled = assemble.await;
     // A reader still waiting for room (the assembler failed) stops at once.
     drop(closer);
-    drop(processed);
+    drop(rx);
     let read_result = reader_task
         .await
         .map_err(|e| RepoError::Invalid(format!("reader failed: {e}")))?;
+    // The reader is done (its end of the job queue dropped): the workers end once the jobs
+    // it sent are done, and none outlives the backup. A worker that panicked was reported
+    // through the result it did not send.
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     // The reader's own error is the cause when both failed, unless the reader only stopped
     // because the assembler did (a pack write failed: the disk is full).
     match (read_result, assembled) {
@@ -1659,6 +1730,51 @@ fn changed_while_read(path: &Path, md: &std::fs::Metadata, size: u64) -> Option<
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn workers_answer_every_job_and_end_when_the_reader_is_done() {
+        let ctx = Arc::new(Ctx {
+            key: MasterKey::generate(),
+            index: Arc::new(RwLock::new(MasterIndex::default())),
+            level: crate::compress::ZSTD_LEVEL_STREAMS,
+        });
+        let pool = start_workers(2, &ctx).unwrap();
+        // Larger jobs first, so that later ones tend to finish before earlier ones.
+        let content = |i: usize| vec![u8::try_from(i).unwrap(); 200_000 - i * 9_000];
+        let mut results = Vec::new();
+        for i in 0..20 {
+            let (done, result) = tokio::sync::oneshot::channel();
+            let ev = Event::Chunks(vec![content(i), b"end".to_vec()]);
+            pool.jobs.send(Job { ev, done }).unwrap();
+            results.push(result);
+        }
+        // A job whose result nobody waits for any more does not stop a worker.
+        let (done, result) = tokio::sync::oneshot::channel();
+        drop(result);
+        let ev = Event::Chunks(vec![content(0)]);
+        pool.jobs.send(Job { ev, done }).unwrap();
+        drop(pool.jobs);
+        for (i, result) in results.into_iter().enumerate() {
+            let Processed::Chunks(chunks) = result.blocking_recv().unwrap() else {
+                panic!("job {i}: not chunks");
+            };
+            let ids: Vec<Id> = chunks
+                .iter()
+                .map(|c| match c {
+                    Chunk::New(blob) => blob.id,
+                    Chunk::Known(id) => *id,
+                })
+                .collect();
+            assert_eq!(
+                ids,
+                [ctx.key.blob_id(&content(i)), ctx.key.blob_id(b"end")],
+                "job {i}"
+            );
+        }
+        for t in pool.threads {
+            t.join().unwrap();
+        }
+    }
 
     /// Whether a thread is still waiting after a moment.
     fn still_waiting<T>(t: &std::thread::JoinHandle<T>) -> bool {
