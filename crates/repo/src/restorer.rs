@@ -142,8 +142,8 @@ pub async fn restore_to_dir(
                         }
                     }
                     in_flight.push(async move {
-                        let r = restore_file(repo, &node, &path, opts).await;
-                        (r, node, path, shown)
+                        let r = restore_file(repo, &node, path, opts).await;
+                        (r, shown)
                     });
                 }
                 NodeKind::Symlink => {
@@ -178,14 +178,13 @@ pub async fn restore_to_dir(
     Ok(stats)
 }
 
-/// A finished file of [`restore_to_dir`]: its metadata on success, its failure otherwise.
-fn file_done(stats: &mut RestoreStats, done: (Result<u64>, Node, PathBuf, String)) {
-    let (result, node, path, shown) = done;
+/// A finished file of [`restore_to_dir`] (its metadata already set), or its failure.
+fn file_done(stats: &mut RestoreStats, done: (Result<u64>, String)) {
+    let (result, shown) = done;
     match result {
         Ok(n) => {
             stats.files += 1;
             stats.bytes += n;
-            set_meta(&path, &node, false);
         }
         // The file was written to a temporary name, removed on failure: a file already at
         // `path` is left as it was.
@@ -242,9 +241,12 @@ fn set_meta(path: &Path, node: &Node, symlink: bool) {
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false)
+    })
 }
 
 /// Runs of blobs ([`crate::repository::BlobRun`], at most 2 MiB of plaintext each) fetched
@@ -263,45 +265,97 @@ const FILE_PREFETCH: usize = 2;
 async fn restore_file(
     repo: &Repository,
     node: &Node,
-    path: &Path,
+    path: PathBuf,
     opts: &RestoreOptions,
 ) -> Result<u64> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        return Err(RepoError::Invalid(
-            "a folder is in the way; move it aside and restore again".into(),
-        ));
-    }
+    let content = repo.file_content(node).await?;
     // Written under a temporary name beside it, then renamed over: an existing file (or a
     // hard link to a file elsewhere) is never written through, and survives a failure.
-    let content = repo.file_content(node).await?;
     let mut suffix = [0u8; 6];
     crate::crypto::fill_random(&mut suffix);
-    let tmp_name = format!(".strongroom-restore-{}", hex::encode(suffix));
-    let tmp = path.with_file_name(tmp_name);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(RepoError::io("creating", &tmp))?;
-    // Large files bypass the page cache where the filesystem allows: copying into it cost
-    // more than decoding (docs/benchmarks.md, seventh pass).
-    let f = if node.size >= DIRECT_MIN_BYTES {
-        DirectWriter::new(f, DEFAULT_STAGE_BYTES)
-    } else {
-        DirectWriter::plain(f)
-    };
-    let written = write_file(repo, &content, f, path, opts.progress.as_deref()).await;
-    let result = written.and_then(|n| {
-        std::fs::rename(&tmp, path)
-            .map(|()| n)
-            .map_err(RepoError::io("renaming into", path))
+    let tmp = path.with_file_name(format!(".strongroom-restore-{}", hex::encode(suffix)));
+    let dest = Arc::new(Destination {
+        path,
+        tmp,
+        // Large files bypass the page cache where the filesystem allows: copying into it
+        // cost more than decoding (docs/benchmarks.md, seventh pass).
+        direct: node.size >= DIRECT_MIN_BYTES,
+        meta: without_content(node),
+        created: std::sync::atomic::AtomicBool::new(false),
     });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let result = write_file(repo, &content, &dest, opts.progress.as_deref()).await;
+    if result.is_err() && dest.created.load(Ordering::Acquire) {
+        let _ = std::fs::remove_file(&dest.tmp);
     }
     result
+}
+
+/// A copy of `node` with what [`set_meta`] needs, without its content.
+fn without_content(node: &Node) -> Node {
+    Node {
+        name: Vec::new(),
+        kind: node.kind,
+        mode: node.mode,
+        uid: node.uid,
+        gid: node.gid,
+        mtime_ns: node.mtime_ns,
+        ctime_ns: node.ctime_ns,
+        inode: node.inode,
+        size: node.size,
+        content: Vec::new(),
+        content_lists: Vec::new(),
+        subtree: None,
+        target: None,
+    }
+}
+
+/// Where [`restore_file`] writes a file, and the metadata it gives it.
+struct Destination {
+    path: PathBuf,
+    /// The temporary name it is written under.
+    tmp: PathBuf,
+    /// Written past the page cache ([`DirectWriter::new`]).
+    direct: bool,
+    /// The node without its content (for [`set_meta`]).
+    meta: Node,
+    /// Whether `tmp` was made (and so is to be removed on failure).
+    created: std::sync::atomic::AtomicBool,
+}
+
+impl Destination {
+    /// Makes the temporary file. Where many files are created at once this is a good part of
+    /// a restore's time (the filesystem looks for free inodes), so it runs on a blocking
+    /// thread, not on the one that drives the restore.
+    fn create(&self) -> Result<DirectWriter> {
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir()) {
+            return Err(RepoError::Invalid(
+                "a folder is in the way; move it aside and restore again".into(),
+            ));
+        }
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&self.tmp)
+            .map_err(RepoError::io("creating", &self.tmp))?;
+        self.created.store(true, Ordering::Release);
+        Ok(if self.direct {
+            DirectWriter::new(f, DEFAULT_STAGE_BYTES)
+        } else {
+            DirectWriter::plain(f)
+        })
+    }
+
+    /// Ends the writes, renames the file into place and sets its metadata.
+    fn commit(&self, file: DirectWriter) -> Result<()> {
+        file.finish()
+            .map_err(RepoError::io("writing", &self.path))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(RepoError::io("renaming into", &self.path))?;
+        set_meta(&self.path, &self.meta, false);
+        Ok(())
+    }
 }
 
 /// Writes a file's blobs in order, each run decoded and written by one task on the blocking
@@ -309,42 +363,61 @@ async fn restore_file(
 /// the disk), and so files being restored at once decode and write on every core instead of
 /// all on the one thread that drives them. Decoding where the content is written kept it in
 /// that core's cache and saved a hand-off per run (media tree by hand: CPU 1.79 → 1.67 s).
+/// The first run's task also creates the file and the last one's commits it, so that a file
+/// of one run (most files) is one task.
 async fn write_file(
     repo: &Repository,
     content: &[Id],
-    mut file: DirectWriter,
-    path: &Path,
+    dest: &Arc<Destination>,
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
+    let runs = repo.plan_runs(content)?;
+    let count = runs.len();
+    if count == 0 {
+        let d = Arc::clone(dest);
+        return tokio::task::spawn_blocking(move || d.create().and_then(|f| d.commit(f)))
+            .await
+            .map_err(writer_failed)?
+            .map(|()| 0);
+    }
     // Runs are read ahead; each is decoded on the thread that writes it, so that its content
     // is still in that core's cache when it is copied out (and one hand-off fewer).
-    let mut runs = futures::stream::iter(repo.plan_runs(content)?)
+    let mut runs = futures::stream::iter(runs)
         .map(|run| repo.read_run_stored(run))
         .buffered(FILE_PREFETCH);
+    let mut file: Option<DirectWriter> = None;
     let mut n = 0u64;
+    let mut done = 0usize;
     while let Some(stored) = runs.next().await {
         let stored = stored?;
+        done += 1;
+        let last = done == count;
         let key = repo.key().clone();
+        let d = Arc::clone(dest);
+        let open = file.take();
         let (f, res) = tokio::task::spawn_blocking(move || {
-            let res = stored
-                .decode(&key)
-                .map(|b| (b.len() as u64, file.write_all(&b)));
-            (file, res)
+            let mut f = match open.map_or_else(|| d.create(), Ok) {
+                Ok(f) => f,
+                Err(e) => return (None, Err(e)),
+            };
+            let written = stored.decode(&key).and_then(|b| {
+                f.write_all(&b).map_err(RepoError::io("writing", &d.path))?;
+                Ok(b.len() as u64)
+            });
+            match written {
+                Ok(len) if last => (None, d.commit(f).map(|()| len)),
+                other => (Some(f), other),
+            }
         })
         .await
         .map_err(writer_failed)?;
         file = f;
-        let (len, written) = res?;
-        written.map_err(RepoError::io("writing", path))?;
+        let len = res?;
         n += len;
         if let Some(p) = progress {
             p.fetch_add(len, Ordering::Relaxed);
         }
     }
-    tokio::task::spawn_blocking(move || file.finish())
-        .await
-        .map_err(writer_failed)?
-        .map_err(RepoError::io("writing", path))?;
     Ok(n)
 }
 
