@@ -254,11 +254,13 @@ fn is_root() -> bool {
 const PREFETCH: usize = 4;
 
 /// Files restored at once by [`restore_to_dir`], each with up to [`FILE_PREFETCH`] runs of
-/// blobs ahead: about 32 MiB in memory, plus a 2 MiB staging buffer per large file (more
-/// only where single blobs are larger). A large file's direct writes wait for the disk; 8
-/// rather than 4 kept both cores busier (media tree, by hand: 1.06–1.35 → 1.01–1.06 s, peak
-/// 43 → 56–68 MB).
-const FILES_IN_FLIGHT: usize = 8;
+/// blobs ahead (at most 2 MiB each, but most files are smaller), plus a 2 MiB staging buffer
+/// per large file (more only where single blobs are larger). A large file's direct writes
+/// wait for the disk; 8 rather than 4 kept both cores busier (media tree, by hand: 1.06–1.35
+/// → 1.01–1.06 s, peak 43 → 56–68 MB); since each file is created and committed on the
+/// blocking threads, 12 rather than 8 again (on a journaled ext4: 0.91–0.92 → 0.82–0.87 s,
+/// peak 53 → 61–66 MB; 16 was no faster and 70–72 MB; docs/benchmarks.md, fifteenth pass).
+const FILES_IN_FLIGHT: usize = 12;
 /// Runs of blobs fetched ahead for each file of [`restore_to_dir`].
 const FILE_PREFETCH: usize = 2;
 
