@@ -86,6 +86,7 @@ pub async fn restore_to_dir(
     let mut stack: Vec<(Id, PathBuf, Vec<u8>)> =
         vec![(snap.tree, target.to_path_buf(), Vec::new())];
     let mut total = 0usize;
+    let budget = tokio::sync::Semaphore::new(BUDGET_UNITS as usize);
     let mut in_flight = futures::stream::FuturesUnordered::new();
     while let Some((tree_id, dir, rel)) = stack.pop() {
         let tree = match repo.load_tree(&tree_id).await {
@@ -141,8 +142,9 @@ pub async fn restore_to_dir(
                             file_done(&mut stats, done);
                         }
                     }
+                    let budget = &budget;
                     in_flight.push(async move {
-                        let r = restore_file(repo, &node, path, opts).await;
+                        let r = restore_file(repo, &node, path, opts, budget).await;
                         (r, shown)
                     });
                 }
@@ -264,11 +266,33 @@ const FILES_IN_FLIGHT: usize = 12;
 /// Runs of blobs fetched ahead for each file of [`restore_to_dir`].
 const FILE_PREFETCH: usize = 2;
 
+/// Plaintext bytes of runs fetched and not yet written, over all the files of a
+/// [`restore_to_dir`] at once. Files and runs at once were bounded by count only: runs are
+/// at most 2 MiB, but a single blob is a run of its own and may be 8 MiB (a file with no cut
+/// in it, e.g. a run of zeros), so a tree of such files could hold 12 × 2 × 8 MiB, twice
+/// over while decoding: 14 files of 100 MiB of zeros peaked at 176–196 MB. A file holds up
+/// to three runs (one being written, two fetched ahead), so the media tree's files of ~1 MiB
+/// chunks hold about 40 MiB at most, below this bound.
+const RUNS_IN_FLIGHT_BYTES: u64 = 64 << 20;
+/// The unit the budget of [`RUNS_IN_FLIGHT_BYTES`] is counted in.
+const BUDGET_UNIT: u64 = 64 << 10;
+/// [`RUNS_IN_FLIGHT_BYTES`] in [`BUDGET_UNIT`]s.
+const BUDGET_UNITS: u32 = (RUNS_IN_FLIGHT_BYTES / BUDGET_UNIT) as u32;
+
+/// Units of the budget a run of `raw_len` plaintext bytes takes: at least one, at most the
+/// whole budget (a run larger than it goes alone).
+fn budget_units(raw_len: u64) -> u32 {
+    u32::try_from(raw_len.div_ceil(BUDGET_UNIT))
+        .unwrap_or(BUDGET_UNITS)
+        .clamp(1, BUDGET_UNITS)
+}
+
 async fn restore_file(
     repo: &Repository,
     node: &Node,
     path: PathBuf,
     opts: &RestoreOptions,
+    budget: &tokio::sync::Semaphore,
 ) -> Result<u64> {
     let content = repo.file_content(node).await?;
     // Written under a temporary name beside it, then renamed over: an existing file (or a
@@ -285,7 +309,7 @@ async fn restore_file(
         meta: without_content(node),
         created: std::sync::atomic::AtomicBool::new(false),
     });
-    let result = write_file(repo, &content, &dest, opts.progress.as_deref()).await;
+    let result = write_file(repo, &content, &dest, opts.progress.as_deref(), budget).await;
     if result.is_err() && dest.created.load(Ordering::Acquire) {
         let _ = std::fs::remove_file(&dest.tmp);
     }
@@ -372,6 +396,7 @@ async fn write_file(
     content: &[Id],
     dest: &Arc<Destination>,
     progress: Option<&AtomicU64>,
+    budget: &tokio::sync::Semaphore,
 ) -> Result<u64> {
     let runs = repo.plan_runs(content)?;
     let count = runs.len();
@@ -382,16 +407,23 @@ async fn write_file(
             .map_err(writer_failed)?
             .map(|()| 0);
     }
-    // Runs are read ahead; each is decoded on the thread that writes it, so that its content
-    // is still in that core's cache when it is copied out (and one hand-off fewer).
+    // Runs are read ahead, each once it fits in the restore's budget (held until it is
+    // written); each is decoded on the thread that writes it, so that its content is still in
+    // that core's cache when it is copied out (and one hand-off fewer).
     let mut runs = futures::stream::iter(runs)
-        .map(|run| repo.read_run_stored(run))
+        .map(|run| async move {
+            let room = budget
+                .acquire_many(budget_units(run.raw_len()))
+                .await
+                .map_err(|_| RepoError::Invalid("the restore's memory budget closed".into()))?;
+            Ok::<_, RepoError>((room, repo.read_run_stored(run).await?))
+        })
         .buffered(FILE_PREFETCH);
     let mut file: Option<DirectWriter> = None;
     let mut n = 0u64;
     let mut done = 0usize;
-    while let Some(stored) = runs.next().await {
-        let stored = stored?;
+    while let Some(fetched) = runs.next().await {
+        let (room, stored) = fetched?;
         done += 1;
         let last = done == count;
         let key = repo.key().clone();
@@ -413,6 +445,7 @@ async fn write_file(
         })
         .await
         .map_err(writer_failed)?;
+        drop(room);
         file = f;
         let len = res?;
         n += len;
@@ -555,7 +588,22 @@ pub async fn restore_stream(
 
 #[cfg(test)]
 mod tests {
-    use super::want;
+    use super::{BUDGET_UNIT, BUDGET_UNITS, RUNS_IN_FLIGHT_BYTES, budget_units, want};
+
+    #[test]
+    fn a_run_takes_its_share_of_the_budget_and_never_more_than_all_of_it() {
+        assert_eq!(budget_units(0), 1);
+        assert_eq!(budget_units(1), 1);
+        assert_eq!(budget_units(BUDGET_UNIT), 1);
+        assert_eq!(budget_units(BUDGET_UNIT + 1), 2);
+        // An 8 MiB blob, the largest a media file is cut into: an eighth of it all.
+        assert_eq!(budget_units(8 << 20), 128);
+        assert_eq!(BUDGET_UNITS, 1024);
+        assert!(u64::from(budget_units(8 << 20)) * BUDGET_UNIT < RUNS_IN_FLIGHT_BYTES);
+        // Larger than the budget: it goes alone instead of waiting forever.
+        assert_eq!(budget_units(RUNS_IN_FLIGHT_BYTES * 3), BUDGET_UNITS);
+        assert_eq!(budget_units(u64::MAX), BUDGET_UNITS);
+    }
 
     #[test]
     fn include_matching() {
