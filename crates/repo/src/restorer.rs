@@ -269,10 +269,10 @@ const FILE_PREFETCH: usize = 2;
 /// Plaintext bytes of runs fetched and not yet written, over all the files of a
 /// [`restore_to_dir`] at once. Files and runs at once were bounded by count only: runs are
 /// at most 2 MiB, but a single blob is a run of its own and may be 8 MiB (a file with no cut
-/// in it, e.g. a run of zeros), so a tree of such files could hold 12 × 2 × 8 MiB, twice
-/// over while decoding: 14 files of 100 MiB of zeros peaked at 176–196 MB. A file holds up
-/// to three runs (one being written, two fetched ahead), so the media tree's files of ~1 MiB
-/// chunks hold about 40 MiB at most, below this bound.
+/// in it, e.g. a run of zeros). A file holds up to three runs (one being written, two
+/// fetched ahead), so a tree of such files could hold 12 × 3 × 8 MiB, twice over while
+/// decoding: 14 files of 100 MiB of zeros peaked at 176–196 MB. The media tree's files of
+/// ~1 MiB chunks hold about 40 MiB at most, below this bound.
 const RUNS_IN_FLIGHT_BYTES: u64 = 64 << 20;
 /// The unit the budget of [`RUNS_IN_FLIGHT_BYTES`] is counted in.
 const BUDGET_UNIT: u64 = 64 << 10;
