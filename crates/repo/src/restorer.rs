@@ -29,6 +29,11 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Live count of bytes written.
     pub progress: Option<Arc<AtomicU64>>,
+    /// Leave holes where whole 4 KiB blocks of a file are zeros (sparse files, as
+    /// `cp --sparse=always`; restic's and borg's `--sparse`): disk images and preallocated
+    /// files take only the room of their data, and their zeros are not written. Off by
+    /// default: a file that was not sparse stays fully allocated.
+    pub sparse: bool,
 }
 
 /// What a restore did.
@@ -306,6 +311,7 @@ async fn restore_file(
         // Large files bypass the page cache where the filesystem allows: copying into it
         // cost more than decoding (docs/benchmarks.md, seventh pass).
         direct: node.size >= DIRECT_MIN_BYTES,
+        sparse: opts.sparse,
         meta: without_content(node),
         created: std::sync::atomic::AtomicBool::new(false),
     });
@@ -342,6 +348,8 @@ struct Destination {
     tmp: PathBuf,
     /// Written past the page cache ([`DirectWriter::new`]).
     direct: bool,
+    /// Zero blocks left as holes ([`RestoreOptions::sparse`]).
+    sparse: bool,
     /// The node without its content (for [`set_meta`]).
     meta: Node,
     /// Whether `tmp` was made (and so is to be removed on failure).
@@ -435,7 +443,12 @@ async fn write_file(
                 Err(e) => return (None, Err(e)),
             };
             let written = stored.decode(&key).and_then(|b| {
-                f.write_all(&b).map_err(RepoError::io("writing", &d.path))?;
+                if d.sparse {
+                    f.write_sparse(&b)
+                } else {
+                    f.write_all(&b)
+                }
+                .map_err(RepoError::io("writing", &d.path))?;
                 Ok(b.len() as u64)
             });
             match written {

@@ -184,17 +184,10 @@ fn an_unchanged_large_file_reuses_its_lists() {
         assert_eq!(snap2.summary.files_unchanged, 1, "{:?}", snap2.summary);
         assert_eq!(snap2.summary.bytes_read, 0, "{:?}", snap2.summary);
         let target = common::tempdir();
-        let stats = restorer::restore_to_dir(
-            &repo,
-            &snap2,
-            target.path(),
-            &RestoreOptions {
-                include: vec![],
-                progress: None,
-            },
-        )
-        .await
-        .unwrap();
+        let stats =
+            restorer::restore_to_dir(&repo, &snap2, target.path(), &RestoreOptions::default())
+                .await
+                .unwrap();
         assert!(stats.failures.is_empty(), "{:?}", stats.failures);
         assert!(std::fs::read(target.path().join("big.bin")).unwrap() == data);
     });

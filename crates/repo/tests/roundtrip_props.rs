@@ -2,7 +2,7 @@
 //! permission bits, times, owners) and random streams come back byte for byte with their
 //! metadata; an incremental backup reads only what changed and still restores identically;
 //! a restore with `include` writes only what was asked for. One deterministic test backs up
-//! a 200 MiB sparse file.
+//! a 200 MiB sparse file (restored in full, and with `sparse` as holes again).
 //!
 //! Every randomized test prints its seed; set `STRONGROOM_TEST_SEED` to replay it.
 
@@ -391,7 +391,7 @@ async fn restore(
         target,
         &RestoreOptions {
             include,
-            progress: None,
+            ..RestoreOptions::default()
         },
     )
     .await
@@ -1070,6 +1070,36 @@ fn huge_sparse_file_round_trips_in_little_space() {
         let mut head = [0u8; 17];
         f.read_exact(&mut head).unwrap();
         assert_eq!(&head, b"head of the image");
+        // By default the zeros are written: the restored file takes all of its room.
+        let full = std::fs::metadata(target.join("src/huge.img"))
+            .unwrap()
+            .blocks()
+            * 512;
+        assert!(full >= SIZE, "{full} bytes allocated for a plain restore");
+        // With `sparse`, they are holes again, and the file reads back the same.
+        let sparse_target = tmp.path().join("restored-sparse");
+        let stats = restorer::restore_to_dir(
+            &repo,
+            &snap,
+            &sparse_target,
+            &RestoreOptions {
+                sparse: true,
+                ..RestoreOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(stats.failures.is_empty(), "{:?}", stats.failures);
+        assert_eq!(stats.bytes, SIZE + 1);
+        assert_same(&state, &scan_children(&sparse_target), "sparse restore");
+        let sparse = std::fs::metadata(sparse_target.join("src/huge.img"))
+            .unwrap()
+            .blocks()
+            * 512;
+        assert!(
+            sparse < 1 << 20,
+            "{sparse} bytes allocated for a sparse restore"
+        );
         let report = checker::check(&repo, ReadData::All).await.unwrap();
         assert!(report.is_ok(), "{:?}", report.errors);
     });

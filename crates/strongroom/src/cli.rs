@@ -378,6 +378,10 @@ pub struct RestoreArgs {
     /// Restore only this path inside the snapshot (repeatable).
     #[arg(long = "include", value_name = "PATH")]
     pub include: Vec<String>,
+    /// Leave holes where whole 4 KiB blocks of a file are zeros (sparse files: disk images
+    /// and preallocated files take only the room of their data).
+    #[arg(long, conflicts_with_all = ["stdout", "to_database"])]
+    pub sparse: bool,
     /// Restore a database snapshot into this database (created if missing).
     #[arg(long, value_name = "URL", conflicts_with_all = ["target", "stdout"])]
     pub to_database: Option<String>,

@@ -719,6 +719,25 @@ fn backup_snapshots_restore() {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     assert_same(&want, &got, "restore --include");
+    // --sparse restores the same tree (holes where blocks are zeros: the repo crate's tests
+    // check the room taken); it has no meaning for a stream on standard output.
+    let t5 = e.path("restore-sparse");
+    e.ok(&[
+        "restore",
+        "latest",
+        "--sparse",
+        "--target",
+        t5.to_str().unwrap(),
+    ]);
+    assert_same(&expected, &scan_children(&t5), "restore --sparse");
+    let o = e.run(&["restore", &stream_id, "--stdout", "--sparse"]);
+    assert_eq!(o.code, Some(2), "a usage error: {}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("'--stdout' cannot be used with '--sparse'"),
+        "{}",
+        o.stderr
+    );
     // The stream: --stdout, and by --target as one file.
     let o = e.ok(&["restore", &stream_id[..12], "--stdout"]);
     assert!(o.stdout == dump, "restored stream differs");

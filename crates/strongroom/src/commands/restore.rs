@@ -52,6 +52,7 @@ async fn restore_locked(
     let opts = RestoreOptions {
         include: a.include,
         progress: None,
+        sparse: a.sparse,
     };
     match restorer::restore_to_dir(repo, &snap, &target, &opts).await {
         Ok(stats) => {
