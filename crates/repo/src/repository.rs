@@ -1223,6 +1223,13 @@ impl BlobRun {
     pub fn raw_len(&self) -> u64 {
         self.raw_len
     }
+
+    /// Whether it reads the same stored bytes as `other` (and so decodes to the same
+    /// content): a file's run of zeros is one blob many times over.
+    #[must_use]
+    pub fn same_bytes_as(&self, other: &BlobRun) -> bool {
+        self.pack == other.pack && self.offset == other.offset && self.len == other.len
+    }
 }
 
 /// Sorts snapshots in listing order: by time (string order), then id.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use strongroom_storage::direct::{DEFAULT_STAGE_BYTES, DIRECT_MIN_BYTES, DirectWriter};
+use strongroom_storage::direct::{self, DEFAULT_STAGE_BYTES, DIRECT_MIN_BYTES, DirectWriter};
 
 use crate::error::{RepoError, Result};
 use crate::id::Id;
@@ -415,58 +415,103 @@ async fn write_file(
             .map_err(writer_failed)?
             .map(|()| 0);
     }
+    // A run that reads the same bytes as the one before it (a run of zeros: one 8 MiB blob
+    // many times over) is neither read nor decoded again: the content decoded for the first
+    // is written once more, and kept (with its room in the budget) while the next repeats it.
+    let repeats: Vec<bool> = std::iter::once(false)
+        .chain(runs.windows(2).map(|w| match w {
+            [a, b] => b.same_bytes_as(a),
+            _ => false,
+        }))
+        .collect();
+    let kept_for_next: Vec<bool> = repeats.iter().skip(1).copied().chain([false]).collect();
     // Runs are read ahead, each once it fits in the restore's budget (held until it is
     // written); each is decoded on the thread that writes it, so that its content is still in
     // that core's cache when it is copied out (and one hand-off fewer).
-    let mut runs = futures::stream::iter(runs)
-        .map(|run| async move {
+    let mut runs = futures::stream::iter(runs.into_iter().zip(repeats))
+        .map(|(run, repeat)| async move {
+            if repeat {
+                return Ok::<_, RepoError>(None);
+            }
             let room = budget
                 .acquire_many(budget_units(run.raw_len()))
                 .await
                 .map_err(|_| RepoError::Invalid("the restore's memory budget closed".into()))?;
-            Ok::<_, RepoError>((room, repo.read_run_stored(run).await?))
+            Ok(Some((room, repo.read_run_stored(run).await?)))
         })
         .buffered(FILE_PREFETCH);
     let mut file: Option<DirectWriter> = None;
+    // The content of the last run and its room, while the next run repeats it.
+    let mut kept: Option<(Kept, tokio::sync::SemaphorePermit<'_>)> = None;
     let mut n = 0u64;
     let mut done = 0usize;
     while let Some(fetched) = runs.next().await {
-        let (room, stored) = fetched?;
+        let fetched = fetched?;
+        let keep = kept_for_next.get(done).copied().unwrap_or(false);
         done += 1;
         let last = done == count;
         let key = repo.key().clone();
         let d = Arc::clone(dest);
         let open = file.take();
+        let (content, room) = match fetched {
+            Some((room, stored)) => (Err(stored), room),
+            None => {
+                let Some((content, room)) = kept.take() else {
+                    return Err(RepoError::Invalid(
+                        "a repeated run came without the run it repeats".into(),
+                    ));
+                };
+                (Ok(content), room)
+            }
+        };
         let (f, res) = tokio::task::spawn_blocking(move || {
             let mut f = match open.map_or_else(|| d.create(), Ok) {
                 Ok(f) => f,
                 Err(e) => return (None, Err(e)),
             };
-            let written = stored.decode(&key).and_then(|b| {
-                if d.sparse {
-                    f.write_sparse(&b)
-                } else {
-                    f.write_all(&b)
-                }
-                .map_err(RepoError::io("writing", &d.path))?;
-                Ok(b.len() as u64)
-            });
+            let written = content
+                .or_else(|stored| {
+                    let content = stored.decode(&key)?;
+                    // Whether it is zeros matters only for a sparse file, and is worth
+                    // knowing only for content that is written again.
+                    let zeros = d.sparse && keep && direct::all_zeros(&content);
+                    Ok(Kept { content, zeros })
+                })
+                .and_then(|k| {
+                    if d.sparse && k.zeros {
+                        f.write_sparse_zeros(k.content.len())
+                    } else if d.sparse {
+                        f.write_sparse(&k.content)
+                    } else {
+                        f.write_all(&k.content)
+                    }
+                    .map_err(RepoError::io("writing", &d.path))?;
+                    // Freed here, on the writing thread, unless the next run repeats it.
+                    Ok((k.content.len() as u64, keep.then_some(k)))
+                });
             match written {
-                Ok(len) if last => (None, d.commit(f).map(|()| len)),
+                Ok(w) if last => (None, d.commit(f).map(|()| w)),
                 other => (Some(f), other),
             }
         })
         .await
         .map_err(writer_failed)?;
-        drop(room);
         file = f;
-        let len = res?;
+        let (len, content) = res?;
+        kept = content.map(|c| (c, room));
         n += len;
         if let Some(p) = progress {
             p.fetch_add(len, Ordering::Relaxed);
         }
     }
     Ok(n)
+}
+
+/// A run's decoded content, kept while the runs after it repeat it ([`write_file`]).
+struct Kept {
+    content: Vec<u8>,
+    /// All zeros (looked at only for a sparse restore): written again as holes, unread.
+    zeros: bool,
 }
 
 /// The blocking task that wrote a file's bytes ended without a result (it panicked).

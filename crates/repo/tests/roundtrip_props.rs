@@ -1104,3 +1104,53 @@ fn huge_sparse_file_round_trips_in_little_space() {
         assert!(report.is_ok(), "{:?}", report.errors);
     });
 }
+
+/// A file whose content repeats one blob (64 MiB of zeros: eight 8 MiB blobs, one id) reads
+/// and decodes that blob once on restore, not once per place it takes, and restores the same.
+#[test]
+fn a_repeated_blob_is_read_once_per_run_of_repeats() {
+    use strongroom_storage::faulty::{FaultyStorage, Op};
+    let rt = common::runtime();
+    rt.block_on(async {
+        let tmp = common::tempdir();
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let mut rng = XorShift::new(common::seed("a_repeated_blob_is_read_once"));
+        let mut data = rng.bytes(1 << 20);
+        data.resize(data.len() + (64 << 20), 0);
+        data.extend(rng.bytes(1 << 20));
+        std::fs::write(src.join("image"), &data).unwrap();
+        let state = scan(&src);
+        let faulty = Arc::new(FaultyStorage::new(
+            strongroom_storage::memory::MemoryStorage::new(),
+            1,
+        ));
+        let repo = common::init_in(faulty.clone()).await;
+        let (_, snap) = backup(&repo, std::slice::from_ref(&src), None).await;
+        let tree = repo.load_tree(&snap.tree).await.unwrap();
+        let dir = repo
+            .load_tree(&tree.nodes[0].subtree.unwrap())
+            .await
+            .unwrap();
+        let content = repo.file_content(&dir.nodes[0]).await.unwrap();
+        let distinct: std::collections::BTreeSet<_> = content.iter().collect();
+        assert!(
+            content.len() >= distinct.len() + 6,
+            "the zeros should be one blob many times: {} blobs, {} distinct",
+            content.len(),
+            distinct.len()
+        );
+        let before = faulty.calls(Op::ReadRange);
+        let target = tmp.path().join("restored");
+        restore(&repo, &snap, &target, vec![]).await;
+        let reads = faulty.calls(Op::ReadRange) - before;
+        assert_same(&state, &scan_children(&target), "restored image");
+        // Each run of repeats is one read (plus the trees'): without that, a read per place.
+        assert!(
+            reads < content.len() as u64,
+            "{reads} reads for {} distinct blobs in {} places",
+            distinct.len(),
+            content.len()
+        );
+    });
+}

@@ -169,6 +169,26 @@ impl DirectWriter {
         Ok(())
     }
 
+    /// Appends `n` zero bytes as [`DirectWriter::write_sparse`] would (holes for the whole
+    /// aligned blocks, the rest written), without looking at them: for content known to be
+    /// zeros, such as a blob written again.
+    ///
+    /// # Errors
+    /// The write's or the seek's error.
+    pub fn write_sparse_zeros(&mut self, n: usize) -> io::Result<()> {
+        const ZERO_BLOCK: [u8; ALIGN] = [0; ALIGN];
+        let head = usize::try_from(self.pos.next_multiple_of(ALIGN as u64) - self.pos)
+            .unwrap_or(ALIGN)
+            .min(n);
+        self.write_all(ZERO_BLOCK.get(..head).unwrap_or_default())?;
+        let middle = (n - head) / ALIGN * ALIGN;
+        if middle > 0 {
+            self.skip(middle)?;
+        }
+        let tail = n - head - middle;
+        self.write_all(ZERO_BLOCK.get(..tail).unwrap_or_default())
+    }
+
     /// Moves `n` bytes (whole blocks) on from a block boundary without writing them.
     fn skip(&mut self, n: usize) -> io::Result<()> {
         if self.direct {
@@ -261,6 +281,12 @@ impl DirectWriter {
 /// small enough that stopping early would not pay).
 fn is_zero(block: &[u8]) -> bool {
     block.iter().fold(0u8, |acc, b| acc | b) == 0
+}
+
+/// Whether every byte of `data` is zero: a block at a time, stopping at the first that is not.
+#[must_use]
+pub fn all_zeros(data: &[u8]) -> bool {
+    data.chunks(ALIGN).all(is_zero)
 }
 
 /// A staging range outside the buffer: cannot happen while `start + stage <= buf.len()`.
@@ -439,6 +465,41 @@ mod tests {
         assert!(std::fs::metadata(&path).unwrap().blocks() * 512 >= data.len() as u64);
     }
 
+    #[test]
+    fn known_zeros_leave_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mib = 1 << 20;
+        let data: Vec<u8> = (0..mib + 7).map(|i| (i % 251) as u8 + 1).collect();
+        for direct in [true, false] {
+            let file = File::create(&path).unwrap();
+            let mut w = if direct {
+                DirectWriter::new(file, DEFAULT_STAGE_BYTES)
+            } else {
+                DirectWriter::plain(file)
+            };
+            w.write_sparse(&data).unwrap();
+            w.write_sparse_zeros(8 * mib).unwrap();
+            w.write_sparse(&data).unwrap();
+            w.write_sparse_zeros(3 * mib + 5).unwrap();
+            drop(w.finish().unwrap());
+            let mut expected = data.clone();
+            expected.resize(expected.len() + 8 * mib, 0);
+            expected.extend_from_slice(&data);
+            expected.resize(expected.len() + 3 * mib + 5, 0);
+            assert!(
+                std::fs::read(&path).unwrap() == expected,
+                "direct: {direct}"
+            );
+            let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+            assert!(
+                allocated < 3 * mib as u64,
+                "direct: {direct}: {allocated} allocated"
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
@@ -458,6 +519,31 @@ mod tests {
             write_sparse_in_pieces(&dir.path().join("f"), &data, &[a, b], |f| {
                 if direct { DirectWriter::new(f, stage) } else { DirectWriter::plain(f) }
             });
+        }
+
+        #[test]
+        fn known_zeros_read_back_as_zeros(
+            runs in proptest::collection::vec((any::<bool>(), 1usize..20_000), 0..12),
+            stage in 1usize..30_000,
+            direct in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f");
+            let file = File::create(&path).unwrap();
+            let mut w = if direct { DirectWriter::new(file, stage) } else { DirectWriter::plain(file) };
+            let mut data = Vec::new();
+            for (n, (zeros, len)) in runs.iter().copied().enumerate() {
+                if zeros {
+                    w.write_sparse_zeros(len).unwrap();
+                    data.resize(data.len() + len, 0);
+                } else {
+                    let piece = vec![n as u8 | 1; len];
+                    w.write_sparse(&piece).unwrap();
+                    data.extend_from_slice(&piece);
+                }
+            }
+            drop(w.finish().unwrap());
+            prop_assert!(std::fs::read(&path).unwrap() == data);
         }
     }
 
