@@ -17,7 +17,7 @@ use strongroom_storage::direct::{self, DEFAULT_STAGE_BYTES, DIRECT_MIN_BYTES, Di
 
 use crate::error::{RepoError, Result};
 use crate::id::Id;
-use crate::repository::Repository;
+use crate::repository::{BlobRun, Repository};
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::tree::{Node, NodeKind, Tree};
 
@@ -418,13 +418,7 @@ async fn write_file(
     // A run that reads the same bytes as the one before it (a run of zeros: one 8 MiB blob
     // many times over) is neither read nor decoded again: the content decoded for the first
     // is written once more, and kept (with its room in the budget) while the next repeats it.
-    let repeats: Vec<bool> = std::iter::once(false)
-        .chain(runs.windows(2).map(|w| match w {
-            [a, b] => b.same_bytes_as(a),
-            _ => false,
-        }))
-        .collect();
-    let kept_for_next: Vec<bool> = repeats.iter().skip(1).copied().chain([false]).collect();
+    let (repeats, kept_for_next) = repeated_runs(&runs);
     // Runs are read ahead, each once it fits in the restore's budget (held until it is
     // written); each is decoded on the thread that writes it, so that its content is still in
     // that core's cache when it is copied out (and one hand-off fewer).
@@ -519,18 +513,47 @@ fn writer_failed(e: tokio::task::JoinError) -> RepoError {
     RepoError::Invalid(format!("writer failed: {e}"))
 }
 
+/// For each run, whether it reads the same bytes as the one before it, and whether the one
+/// after it does (so that its content is worth keeping): a run of zeros is one blob many
+/// times over, read and decoded once ([`write_file`], [`write_content`]).
+fn repeated_runs(runs: &[BlobRun]) -> (Vec<bool>, Vec<bool>) {
+    let repeats: Vec<bool> = std::iter::once(false)
+        .chain(runs.windows(2).map(|w| match w {
+            [a, b] => b.same_bytes_as(a),
+            _ => false,
+        }))
+        .collect();
+    let repeated_next = repeats.iter().skip(1).copied().chain([false]).collect();
+    (repeats, repeated_next)
+}
+
 async fn write_content(
     repo: &Repository,
     content: &[Id],
     out: &mut dyn Write,
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
-    let mut blobs = futures::stream::iter(repo.plan_runs(content)?)
-        .map(|run| repo.read_run(run))
+    let runs = repo.plan_runs(content)?;
+    let (repeats, repeated_next) = repeated_runs(&runs);
+    let mut blobs = futures::stream::iter(runs.into_iter().zip(repeats))
+        .map(|(run, repeat)| async move {
+            if repeat {
+                Ok(None)
+            } else {
+                repo.read_run(run).await.map(Some)
+            }
+        })
         .buffered(PREFETCH);
     let mut n = 0u64;
+    let mut kept: Option<Vec<u8>> = None;
+    let mut done = 0usize;
     while let Some(b) = blobs.next().await {
-        let b = b?;
+        let b = match b? {
+            Some(b) => b,
+            None => kept.take().ok_or_else(|| {
+                RepoError::Invalid("a repeated run came without the run it repeats".into())
+            })?,
+        };
         out.write_all(&b).map_err(|e| RepoError::Io {
             context: "writing",
             path: PathBuf::from("output"),
@@ -540,6 +563,10 @@ async fn write_content(
         if let Some(p) = progress {
             p.fetch_add(b.len() as u64, Ordering::Relaxed);
         }
+        if repeated_next.get(done).copied().unwrap_or(false) {
+            kept = Some(b);
+        }
+        done += 1;
     }
     Ok(n)
 }

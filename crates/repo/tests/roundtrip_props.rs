@@ -1106,7 +1106,8 @@ fn huge_sparse_file_round_trips_in_little_space() {
 }
 
 /// A file whose content repeats one blob (64 MiB of zeros: eight 8 MiB blobs, one id) reads
-/// and decodes that blob once on restore, not once per place it takes, and restores the same.
+/// and decodes that blob once on restore, not once per place it takes, and restores the same;
+/// so does the same content as a stream.
 #[test]
 fn a_repeated_blob_is_read_once_per_run_of_repeats() {
     use strongroom_storage::faulty::{FaultyStorage, Op};
@@ -1151,6 +1152,37 @@ fn a_repeated_blob_is_read_once_per_run_of_repeats() {
             "{reads} reads for {} distinct blobs in {} places",
             distinct.len(),
             content.len()
+        );
+
+        // The same bytes as a stream, restored to a writer.
+        let guard = lock::lock(&repo, false, "test").await.unwrap();
+        let (_, stream) = archiver::backup_stream(
+            &repo,
+            &guard,
+            "image",
+            Box::new(std::io::Cursor::new(data.clone())),
+            BackupOptions::default(),
+        )
+        .await
+        .unwrap();
+        guard.release().await.unwrap();
+        let before = faulty.calls(Op::ReadRange);
+        let mut out = Vec::new();
+        restorer::restore_stream(&repo, &stream, &mut out)
+            .await
+            .unwrap();
+        let reads = faulty.calls(Op::ReadRange) - before;
+        assert!(out == data, "the stream restores differently");
+        let stream_tree = repo.load_tree(&stream.tree).await.unwrap();
+        let places = repo
+            .file_content(&stream_tree.nodes[0])
+            .await
+            .unwrap()
+            .len();
+        // A stream's chunks are smaller: hundreds of places, read once per run of repeats.
+        assert!(
+            reads * 10 < places as u64,
+            "stream: {reads} reads for {places} places"
         );
     });
 }
