@@ -582,6 +582,8 @@ pub struct BlobReader {
     next: usize,
     buf: Vec<u8>,
     off: usize,
+    /// The run whose content `buf` holds.
+    last: Option<BlobRun>,
     label: String,
 }
 
@@ -601,6 +603,7 @@ impl BlobReader {
             next: 0,
             buf: Vec::new(),
             off: 0,
+            last: None,
             label,
         }
     }
@@ -616,11 +619,20 @@ impl std::io::Read for BlobReader {
             let fail = |e: RepoError| std::io::Error::other(format!("{}: {e}", self.label));
             let (run, n) = self.repo.plan_run(rest).map_err(fail)?;
             self.next += n;
+            self.off = 0;
+            // A run that repeats the last one (a run of zeros) is already in the buffer.
+            if self
+                .last
+                .as_ref()
+                .is_some_and(|last| run.same_bytes_as(last))
+            {
+                continue;
+            }
+            self.last = Some(run.clone());
             self.buf = self
                 .handle
                 .block_on(self.repo.read_run(run))
                 .map_err(fail)?;
-            self.off = 0;
         }
         let n = out.len().min(self.buf.len() - self.off);
         out[..n].copy_from_slice(&self.buf[self.off..self.off + n]);

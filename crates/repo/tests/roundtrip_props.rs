@@ -1107,7 +1107,7 @@ fn huge_sparse_file_round_trips_in_little_space() {
 
 /// A file whose content repeats one blob (64 MiB of zeros: eight 8 MiB blobs, one id) reads
 /// and decodes that blob once on restore, not once per place it takes, and restores the same;
-/// so does the same content as a stream.
+/// so does the same content as a stream, restored or read through a `BlobReader`.
 #[test]
 fn a_repeated_blob_is_read_once_per_run_of_repeats() {
     use strongroom_storage::faulty::{FaultyStorage, Op};
@@ -1183,6 +1183,29 @@ fn a_repeated_blob_is_read_once_per_run_of_repeats() {
         assert!(
             reads * 10 < places as u64,
             "stream: {reads} reads for {places} places"
+        );
+        // And through a blocking reader (export, database restores).
+        let ids = repo
+            .file_content(&stream_tree.nodes[0])
+            .await
+            .unwrap()
+            .to_vec();
+        let before = faulty.calls(Op::ReadRange);
+        let reader_repo = Arc::clone(&repo);
+        let handle = tokio::runtime::Handle::current();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut r = restorer::BlobReader::new(reader_repo, handle, ids, "image".into());
+            let mut all = Vec::new();
+            r.read_to_end(&mut all).unwrap();
+            all
+        })
+        .await
+        .unwrap();
+        let reads = faulty.calls(Op::ReadRange) - before;
+        assert!(read == data, "the reader reads differently");
+        assert!(
+            reads * 10 < places as u64,
+            "reader: {reads} reads for {places} places"
         );
     });
 }
