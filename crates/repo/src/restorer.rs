@@ -618,21 +618,21 @@ impl std::io::Read for BlobReader {
             }
             let fail = |e: RepoError| std::io::Error::other(format!("{}: {e}", self.label));
             let (run, n) = self.repo.plan_run(rest).map_err(fail)?;
-            self.next += n;
-            self.off = 0;
-            // A run that repeats the last one (a run of zeros) is already in the buffer.
-            if self
+            // A run that repeats the last one (a run of zeros) is already in the buffer. A
+            // failed read leaves the reader where it was: a read again tries that run again.
+            if !self
                 .last
                 .as_ref()
                 .is_some_and(|last| run.same_bytes_as(last))
             {
-                continue;
+                self.buf = self
+                    .handle
+                    .block_on(self.repo.read_run(run.clone()))
+                    .map_err(fail)?;
+                self.last = Some(run);
             }
-            self.last = Some(run.clone());
-            self.buf = self
-                .handle
-                .block_on(self.repo.read_run(run))
-                .map_err(fail)?;
+            self.next += n;
+            self.off = 0;
         }
         let n = out.len().min(self.buf.len() - self.off);
         out[..n].copy_from_slice(&self.buf[self.off..self.off + n]);
