@@ -1224,11 +1224,12 @@ impl BlobRun {
         self.raw_len
     }
 
-    /// Whether it reads the same stored bytes as `other` (and so decodes to the same
-    /// content): a file's run of zeros is one blob many times over.
+    /// Whether it decodes to the same content as `other`: the same blobs of the same pack (a
+    /// file's run of zeros is one blob many times over). The same start and end are not
+    /// enough: a run may skip a gap (up to [`RUN_GAP`]) that another one reads.
     #[must_use]
     pub fn same_bytes_as(&self, other: &BlobRun) -> bool {
-        self.pack == other.pack && self.offset == other.offset && self.len == other.len
+        self.pack == other.pack && self.blobs == other.blobs
     }
 }
 

@@ -436,7 +436,8 @@ async fn write_file(
         .buffered(FILE_PREFETCH);
     let mut file: Option<DirectWriter> = None;
     // The content of the last run and its room, while the next run repeats it.
-    let mut kept: Option<(Kept, tokio::sync::SemaphorePermit<'_>)> = None;
+    // (Content known to be zeros, for a sparse file, keeps only its length, and no room.)
+    let mut kept: Option<(Kept, Option<tokio::sync::SemaphorePermit<'_>>)> = None;
     let mut n = 0u64;
     let mut done = 0usize;
     while let Some(fetched) = runs.next().await {
@@ -448,7 +449,7 @@ async fn write_file(
         let d = Arc::clone(dest);
         let open = file.take();
         let (content, room) = match fetched {
-            Some((room, stored)) => (Err(stored), room),
+            Some((room, stored)) => (Err(stored), Some(room)),
             None => {
                 let Some((content, room)) = kept.take() else {
                     return Err(RepoError::Invalid(
@@ -469,19 +470,27 @@ async fn write_file(
                     // Whether it is zeros matters only for a sparse file, and is worth
                     // knowing only for content that is written again.
                     let zeros = d.sparse && keep && direct::all_zeros(&content);
-                    Ok(Kept { content, zeros })
+                    Ok(Kept {
+                        len: content.len(),
+                        content,
+                        zeros,
+                    })
                 })
-                .and_then(|k| {
+                .and_then(|mut k| {
                     if d.sparse && k.zeros {
-                        f.write_sparse_zeros(k.content.len())
+                        f.write_sparse_zeros(k.len)
                     } else if d.sparse {
                         f.write_sparse(&k.content)
                     } else {
                         f.write_all(&k.content)
                     }
                     .map_err(RepoError::io("writing", &d.path))?;
-                    // Freed here, on the writing thread, unless the next run repeats it.
-                    Ok((k.content.len() as u64, keep.then_some(k)))
+                    // Freed here, on the writing thread, unless the next run repeats it and
+                    // needs more than its length.
+                    if k.zeros {
+                        k.content = Vec::new();
+                    }
+                    Ok((k.len as u64, keep.then_some(k)))
                 });
             match written {
                 Ok(w) if last => (None, d.commit(f).map(|()| w)),
@@ -492,7 +501,10 @@ async fn write_file(
         .map_err(writer_failed)?;
         file = f;
         let (len, content) = res?;
-        kept = content.map(|c| (c, room));
+        kept = content.map(|c| {
+            let room = if c.zeros { None } else { room };
+            (c, room)
+        });
         n += len;
         if let Some(p) = progress {
             p.fetch_add(len, Ordering::Relaxed);
@@ -503,7 +515,9 @@ async fn write_file(
 
 /// A run's decoded content, kept while the runs after it repeat it ([`write_file`]).
 struct Kept {
+    /// Empty once known to be zeros.
     content: Vec<u8>,
+    len: usize,
     /// All zeros (looked at only for a sparse restore): written again as holes, unread.
     zeros: bool,
 }

@@ -119,6 +119,47 @@ fn large_blobs_are_runs_of_their_own() {
     });
 }
 
+/// Two runs with the same start and end but not the same blobs (the first skips the middle
+/// blob as a gap, the second reads it) are not a repeat: every reader writes both in full.
+#[test]
+fn a_run_over_a_gap_is_not_a_repeat_of_one_through_it() {
+    let rt = common::runtime();
+    rt.block_on(async {
+        let (_mem, repo) = memory_repo().await;
+        let data = dump_like(1 << 20, 12);
+        let snap = backup_stream(&repo, data.clone()).await;
+        let ids = content_of(&repo, &snap).await;
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let list = vec![a, c, a, b, c];
+        let runs = repo.plan_runs(&list).unwrap();
+        assert_eq!(runs.len(), 2, "[a, c] over the gap of b, then [a, b, c]");
+        assert!(!runs[1].same_bytes_as(&runs[0]));
+        assert!(runs[0].same_bytes_as(&runs[0].clone()));
+        let blob = |id: Id| {
+            let repo = Arc::clone(&repo);
+            async move { repo.read_blob(&id).await.unwrap() }
+        };
+        let (ba, bb, bc) = (blob(a).await, blob(b).await, blob(c).await);
+        let expected = [ba.as_slice(), &bc, &ba, &bb, &bc].concat();
+        assert!(read_runs(&repo, runs).await == expected);
+
+        let handle = tokio::runtime::Handle::current();
+        let r = Arc::clone(&repo);
+        let read = tokio::task::spawn_blocking(move || {
+            let mut reader = BlobReader::new(r, handle, list, "dump.sql".into());
+            let mut v = Vec::new();
+            reader.read_to_end(&mut v).map(|_| v)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            read == expected,
+            "the blocking reader took a run for a repeat"
+        );
+    });
+}
+
 #[test]
 fn repeated_and_out_of_order_blobs_start_new_runs() {
     let rt = common::runtime();
