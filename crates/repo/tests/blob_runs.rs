@@ -57,6 +57,20 @@ async fn read_runs(repo: &Repository, runs: Vec<BlobRun>) -> Vec<u8> {
     back
 }
 
+/// `ids` read through the blocking reader (database restore, export), on a blocking thread.
+async fn read_blocking(repo: &Arc<Repository>, ids: Vec<Id>) -> Vec<u8> {
+    let handle = tokio::runtime::Handle::current();
+    let r = Arc::clone(repo);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = BlobReader::new(r, handle, ids, "dump.sql".into());
+        let mut v = Vec::new();
+        reader.read_to_end(&mut v).map(|_| v)
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
 async fn assert_restores(repo: &Repository, snap: &Snapshot, data: &[u8]) {
     let mut out = Vec::new();
     restorer::restore_stream(repo, snap, &mut out)
@@ -143,16 +157,7 @@ fn a_run_over_a_gap_is_not_a_repeat_of_one_through_it() {
         let expected = [ba.as_slice(), &bc, &ba, &bb, &bc].concat();
         assert!(read_runs(&repo, runs).await == expected);
 
-        let handle = tokio::runtime::Handle::current();
-        let r = Arc::clone(&repo);
-        let read = tokio::task::spawn_blocking(move || {
-            let mut reader = BlobReader::new(r, handle, list, "dump.sql".into());
-            let mut v = Vec::new();
-            reader.read_to_end(&mut v).map(|_| v)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let read = read_blocking(&repo, list).await;
         assert!(
             read == expected,
             "the blocking reader took a run for a repeat"
@@ -186,16 +191,7 @@ fn repeated_and_out_of_order_blobs_start_new_runs() {
         assert!(back == expected, "runs of the shuffled list differ");
 
         // The blocking reader (database restore, export) reads the same bytes.
-        let handle = tokio::runtime::Handle::current();
-        let r = Arc::clone(&repo);
-        let read = tokio::task::spawn_blocking(move || {
-            let mut reader = BlobReader::new(r, handle, shuffled, "dump.sql".into());
-            let mut v = Vec::new();
-            reader.read_to_end(&mut v).map(|_| v)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let read = read_blocking(&repo, shuffled).await;
         assert!(read == expected, "the blocking reader differs");
     });
 }

@@ -230,8 +230,11 @@ impl DirectWriter {
             .ok_or_else(out_of_bounds)?;
         self.file.write_all(tail)?;
         if self.holes {
-            // A file that ends in a hole has its length only once it is set.
-            self.file.set_len(self.pos)?;
+            // A file that ends in a hole has its length only once it is set: where the writes
+            // and holes have brought the file's position (`pos` counts from where this writer
+            // started, which for a file not empty at the start is not the file's end).
+            let end = self.file.stream_position()?;
+            self.file.set_len(end)?;
         }
         Ok((self.file, self.buf))
     }
@@ -463,6 +466,35 @@ mod tests {
         drop(w.finish().unwrap());
         use std::os::unix::fs::MetadataExt;
         assert!(std::fs::metadata(&path).unwrap().blocks() * 512 >= data.len() as u64);
+    }
+
+    #[test]
+    fn a_sparse_write_refused_direct_in_the_middle_goes_on_through_the_page_cache() {
+        // Three bytes written first leave the position unaligned, so the first direct write
+        // is refused (EINVAL) after holes were already left: the rest, holes included, goes
+        // through the page cache and the file reads back the same.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut file = File::create(&path).unwrap();
+        file.write_all(b"abc").unwrap();
+        let mut w = DirectWriter::new(file, 8192);
+        let mut data = vec![0u8; 3 << 20];
+        data.extend((0..100_000u32).map(|i| (i % 249) as u8 + 1));
+        data.resize(data.len() + (2 << 20), 0);
+        for piece in data.chunks(70_001) {
+            w.write_sparse(piece).unwrap();
+        }
+        assert!(
+            !w.is_direct(),
+            "the unaligned start should have refused direct writes"
+        );
+        drop(w.finish().unwrap());
+        let back = std::fs::read(&path).unwrap();
+        assert_eq!(&back[..3], b"abc");
+        assert!(
+            back[3..] == data[..],
+            "sparse file after a refused direct write differs"
+        );
     }
 
     #[test]
