@@ -418,11 +418,11 @@ async fn write_file(
     // A run that reads the same bytes as the one before it (a run of zeros: one 8 MiB blob
     // many times over) is neither read nor decoded again: the content decoded for the first
     // is written once more, and kept (with its room in the budget) while the next repeats it.
-    let (repeats, kept_for_next) = repeated_runs(&runs);
+    let repeats = repeated_runs(&runs);
     // Runs are read ahead, each once it fits in the restore's budget (held until it is
     // written); each is decoded on the thread that writes it, so that its content is still in
     // that core's cache when it is copied out (and one hand-off fewer).
-    let mut runs = futures::stream::iter(runs.into_iter().zip(repeats))
+    let mut runs = futures::stream::iter(runs.into_iter().zip(repeats.clone()))
         .map(|(run, repeat)| async move {
             if repeat {
                 return Ok::<_, RepoError>(None);
@@ -442,7 +442,7 @@ async fn write_file(
     let mut done = 0usize;
     while let Some(fetched) = runs.next().await {
         let fetched = fetched?;
-        let keep = kept_for_next.get(done).copied().unwrap_or(false);
+        let keep = next_repeats(&repeats, done);
         done += 1;
         let last = done == count;
         let key = repo.key().clone();
@@ -452,9 +452,7 @@ async fn write_file(
             Some((room, stored)) => (Err(stored), Some(room)),
             None => {
                 let Some((content, room)) = kept.take() else {
-                    return Err(RepoError::Invalid(
-                        "a repeated run came without the run it repeats".into(),
-                    ));
+                    return Err(missing_repeat());
                 };
                 (Ok(content), room)
             }
@@ -527,18 +525,26 @@ fn writer_failed(e: tokio::task::JoinError) -> RepoError {
     RepoError::Invalid(format!("writer failed: {e}"))
 }
 
-/// For each run, whether it reads the same bytes as the one before it, and whether the one
-/// after it does (so that its content is worth keeping): a run of zeros is one blob many
-/// times over, read and decoded once ([`write_file`], [`write_content`]).
-fn repeated_runs(runs: &[BlobRun]) -> (Vec<bool>, Vec<bool>) {
-    let repeats: Vec<bool> = std::iter::once(false)
+/// For each run, whether it reads the same bytes as the one before it: a run of zeros is one
+/// blob many times over, read and decoded once ([`write_file`], [`write_content`]).
+fn repeated_runs(runs: &[BlobRun]) -> Vec<bool> {
+    std::iter::once(false)
         .chain(runs.windows(2).map(|w| match w {
             [a, b] => b.same_bytes_as(a),
             _ => false,
         }))
-        .collect();
-    let repeated_next = repeats.iter().skip(1).copied().chain([false]).collect();
-    (repeats, repeated_next)
+        .collect()
+}
+
+/// Whether the run after run `i` repeats it (so that its content is worth keeping).
+fn next_repeats(repeats: &[bool], i: usize) -> bool {
+    repeats.get(i + 1).copied().unwrap_or(false)
+}
+
+/// A run marked as a repeat came without the content of the run before it (cannot happen
+/// while runs are taken in order).
+fn missing_repeat() -> RepoError {
+    RepoError::Invalid("a repeated run came without the run it repeats".into())
 }
 
 async fn write_content(
@@ -548,8 +554,8 @@ async fn write_content(
     progress: Option<&AtomicU64>,
 ) -> Result<u64> {
     let runs = repo.plan_runs(content)?;
-    let (repeats, repeated_next) = repeated_runs(&runs);
-    let mut blobs = futures::stream::iter(runs.into_iter().zip(repeats))
+    let repeats = repeated_runs(&runs);
+    let mut blobs = futures::stream::iter(runs.into_iter().zip(repeats.clone()))
         .map(|(run, repeat)| async move {
             if repeat {
                 Ok(None)
@@ -564,9 +570,7 @@ async fn write_content(
     while let Some(b) = blobs.next().await {
         let b = match b? {
             Some(b) => b,
-            None => kept.take().ok_or_else(|| {
-                RepoError::Invalid("a repeated run came without the run it repeats".into())
-            })?,
+            None => kept.take().ok_or_else(missing_repeat)?,
         };
         out.write_all(&b).map_err(|e| RepoError::Io {
             context: "writing",
@@ -577,7 +581,7 @@ async fn write_content(
         if let Some(p) = progress {
             p.fetch_add(b.len() as u64, Ordering::Relaxed);
         }
-        if repeated_next.get(done).copied().unwrap_or(false) {
+        if next_repeats(&repeats, done) {
             kept = Some(b);
         }
         done += 1;

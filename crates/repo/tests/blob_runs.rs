@@ -12,7 +12,7 @@ use common::{XorShift, memory_repo};
 use strongroom_repo::archiver::{self, BackupOptions};
 use strongroom_repo::chunker::ChunkerParams;
 use strongroom_repo::repository::{BlobRun, RUN_BLOB_MAX, RUN_BYTES};
-use strongroom_repo::restorer::{self, BlobReader};
+use strongroom_repo::restorer;
 use strongroom_repo::{Id, RepoError, Repository, Snapshot, lock};
 
 /// Text lines with random words: compressible, and cut into ~16 KiB chunks.
@@ -55,20 +55,6 @@ async fn read_runs(repo: &Repository, runs: Vec<BlobRun>) -> Vec<u8> {
         back.extend_from_slice(&repo.read_run(run).await.unwrap());
     }
     back
-}
-
-/// `ids` read through the blocking reader (database restore, export), on a blocking thread.
-async fn read_blocking(repo: &Arc<Repository>, ids: Vec<Id>) -> Vec<u8> {
-    let handle = tokio::runtime::Handle::current();
-    let r = Arc::clone(repo);
-    tokio::task::spawn_blocking(move || {
-        let mut reader = BlobReader::new(r, handle, ids, "dump.sql".into());
-        let mut v = Vec::new();
-        reader.read_to_end(&mut v).map(|_| v)
-    })
-    .await
-    .unwrap()
-    .unwrap()
 }
 
 async fn assert_restores(repo: &Repository, snap: &Snapshot, data: &[u8]) {
@@ -157,7 +143,7 @@ fn a_run_over_a_gap_is_not_a_repeat_of_one_through_it() {
         let expected = [ba.as_slice(), &bc, &ba, &bb, &bc].concat();
         assert!(read_runs(&repo, runs).await == expected);
 
-        let read = read_blocking(&repo, list).await;
+        let read = common::read_blocking(&repo, list).await;
         assert!(
             read == expected,
             "the blocking reader took a run for a repeat"
@@ -191,7 +177,7 @@ fn repeated_and_out_of_order_blobs_start_new_runs() {
         assert!(back == expected, "runs of the shuffled list differ");
 
         // The blocking reader (database restore, export) reads the same bytes.
-        let read = read_blocking(&repo, shuffled).await;
+        let read = common::read_blocking(&repo, shuffled).await;
         assert!(read == expected, "the blocking reader differs");
     });
 }

@@ -1191,16 +1191,7 @@ fn a_repeated_blob_is_read_once_per_run_of_repeats() {
             .unwrap()
             .to_vec();
         let before = faulty.calls(Op::ReadRange);
-        let reader_repo = Arc::clone(&repo);
-        let handle = tokio::runtime::Handle::current();
-        let read = tokio::task::spawn_blocking(move || {
-            let mut r = restorer::BlobReader::new(reader_repo, handle, ids, "image".into());
-            let mut all = Vec::new();
-            r.read_to_end(&mut all).unwrap();
-            all
-        })
-        .await
-        .unwrap();
+        let read = common::read_blocking(&repo, ids).await;
         let reads = faulty.calls(Op::ReadRange) - before;
         assert!(read == data, "the reader reads differently");
         assert!(

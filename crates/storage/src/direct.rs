@@ -139,10 +139,7 @@ impl DirectWriter {
     /// The write's or the seek's error.
     pub fn write_sparse(&mut self, mut data: &[u8]) -> io::Result<()> {
         // Up to the file's next block boundary, as it is.
-        let head = usize::try_from(self.pos.next_multiple_of(ALIGN as u64) - self.pos)
-            .unwrap_or(ALIGN)
-            .min(data.len());
-        let (now, rest) = data.split_at(head);
+        let (now, rest) = data.split_at(self.to_block_boundary().min(data.len()));
         self.write_all(now)?;
         data = rest;
         while !data.is_empty() {
@@ -177,9 +174,7 @@ impl DirectWriter {
     /// The write's or the seek's error.
     pub fn write_sparse_zeros(&mut self, n: usize) -> io::Result<()> {
         const ZERO_BLOCK: [u8; ALIGN] = [0; ALIGN];
-        let head = usize::try_from(self.pos.next_multiple_of(ALIGN as u64) - self.pos)
-            .unwrap_or(ALIGN)
-            .min(n);
+        let head = self.to_block_boundary().min(n);
         self.write_all(ZERO_BLOCK.get(..head).unwrap_or_default())?;
         let middle = (n - head) / ALIGN * ALIGN;
         if middle > 0 {
@@ -187,6 +182,12 @@ impl DirectWriter {
         }
         let tail = n - head - middle;
         self.write_all(ZERO_BLOCK.get(..tail).unwrap_or_default())
+    }
+
+    /// Bytes from the position to the next block boundary (0 at a boundary).
+    fn to_block_boundary(&self) -> usize {
+        // Less than ALIGN, so the conversion cannot fail.
+        usize::try_from(self.pos.next_multiple_of(ALIGN as u64) - self.pos).unwrap_or(ALIGN)
     }
 
     /// Moves `n` bytes (whole blocks) on from a block boundary without writing them.
@@ -372,22 +373,37 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 10_003);
     }
 
-    #[test]
-    fn a_refused_direct_write_goes_through_the_page_cache_instead() {
-        // Three bytes written first leave the position unaligned: a filesystem that checks
-        // alignment (ext4, xfs) refuses the first direct write with EINVAL, which is the
-        // path a filesystem without O_DIRECT takes.
+    /// Writes `data` with `write` through a writer whose direct writes the filesystem will
+    /// refuse: three bytes written first leave the position unaligned, and a filesystem that
+    /// checks alignment (ext4, xfs) answers the first direct write with EINVAL, which is the
+    /// path a filesystem without O_DIRECT takes. Checks the file reads back the same and
+    /// returns whether the writer was still direct at the end.
+    fn write_after_a_refusal(
+        stage: usize,
+        data: &[u8],
+        write: impl FnOnce(&mut DirectWriter, &[u8]),
+    ) -> bool {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mut file = File::create(&path).unwrap();
         file.write_all(b"abc").unwrap();
-        let mut w = DirectWriter::new(file, 4096);
-        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
-        w.write_all(&data).unwrap();
+        let mut w = DirectWriter::new(file, stage);
+        write(&mut w, data);
+        let direct = w.is_direct();
         drop(w.finish().unwrap());
         let back = std::fs::read(&path).unwrap();
         assert_eq!(&back[..3], b"abc");
-        assert_eq!(&back[3..], &data[..]);
+        assert!(
+            back[3..] == data[..],
+            "the file after a refused direct write differs"
+        );
+        direct
+    }
+
+    #[test]
+    fn a_refused_direct_write_goes_through_the_page_cache_instead() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+        write_after_a_refusal(4096, &data, |w, d| w.write_all(d).unwrap());
     }
 
     #[test]
@@ -470,30 +486,19 @@ mod tests {
 
     #[test]
     fn a_sparse_write_refused_direct_in_the_middle_goes_on_through_the_page_cache() {
-        // Three bytes written first leave the position unaligned, so the first direct write
-        // is refused (EINVAL) after holes were already left: the rest, holes included, goes
-        // through the page cache and the file reads back the same.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let mut file = File::create(&path).unwrap();
-        file.write_all(b"abc").unwrap();
-        let mut w = DirectWriter::new(file, 8192);
+        // Holes are left before the first direct write is refused; the rest, holes included,
+        // goes through the page cache.
         let mut data = vec![0u8; 3 << 20];
         data.extend((0..100_000u32).map(|i| (i % 249) as u8 + 1));
         data.resize(data.len() + (2 << 20), 0);
-        for piece in data.chunks(70_001) {
-            w.write_sparse(piece).unwrap();
-        }
+        let direct = write_after_a_refusal(8192, &data, |w, d| {
+            for piece in d.chunks(70_001) {
+                w.write_sparse(piece).unwrap();
+            }
+        });
         assert!(
-            !w.is_direct(),
+            !direct,
             "the unaligned start should have refused direct writes"
-        );
-        drop(w.finish().unwrap());
-        let back = std::fs::read(&path).unwrap();
-        assert_eq!(&back[..3], b"abc");
-        assert!(
-            back[3..] == data[..],
-            "sparse file after a refused direct write differs"
         );
     }
 

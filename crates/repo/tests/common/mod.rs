@@ -326,3 +326,18 @@ pub async fn backup_folder(
     guard.release().await.unwrap();
     out
 }
+
+/// `ids` read through the blocking reader (database restores, export), on a blocking thread.
+pub async fn read_blocking(repo: &Arc<Repository>, ids: Vec<strongroom_repo::Id>) -> Vec<u8> {
+    use std::io::Read;
+    let handle = tokio::runtime::Handle::current();
+    let r = Arc::clone(repo);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = strongroom_repo::restorer::BlobReader::new(r, handle, ids, "test".into());
+        let mut v = Vec::new();
+        reader.read_to_end(&mut v).map(|_| v)
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
