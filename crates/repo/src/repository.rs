@@ -1118,6 +1118,10 @@ impl Repository {
         self.index_write().add_pack(pack, size, entries);
     }
 
+    /// Replaces the in-memory index. Never while a packer holds blobs it added whose packs are
+    /// not in an index file yet: it forgets those blobs once their pack is in the in-memory
+    /// index, so a new index without them would let it store them again (prune replaces the
+    /// index before its packer's first blob and after its last).
     pub(crate) fn replace_index(&self, index: MasterIndex, files: Vec<Id>) {
         self.forget_loaded_index();
         *self.index_write() = index;
@@ -1459,7 +1463,8 @@ pub struct PackerStats {
 
 type Upload = Result<(Id, u64, Vec<PackEntry>)>;
 
-/// Blobs per intermediate index file at most. Counting packs alone, the 64 packs of a first
+/// An intermediate index file is closed at the pack that brings it to this many blobs (so it
+/// may hold one pack's blobs more), as it is at 64 packs. Counting packs alone, the 64 packs of a first
 /// backup of 1,000,000 small files held all 1,000,000 entries until its one index file was
 /// written at the end, and that file was then built, compressed and sealed whole in memory:
 /// with the packer's set of every blob added, 337 MB at the peak. restic closes its index
@@ -1486,7 +1491,7 @@ pub struct Packer<'a> {
     stats: PackerStats,
     /// Packs per intermediate index file.
     index_every: usize,
-    /// Blobs per intermediate index file, whatever the number of packs.
+    /// Blobs that close an intermediate index file, whatever the number of packs.
     index_every_blobs: usize,
     max_uploads: usize,
 }
