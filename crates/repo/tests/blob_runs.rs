@@ -98,8 +98,10 @@ fn large_blobs_are_runs_of_their_own() {
     let rt = common::runtime();
     rt.block_on(async {
         let (_mem, repo) = memory_repo().await;
-        // Media-sized chunks (1 MiB on average): each is read and decoded alone.
-        let data = XorShift::new(5).bytes(6 << 20);
+        // Media-sized chunks (1 MiB on average): each is read and decoded alone. Chunks are
+        // at most 8 MiB, so a little over 16 MiB are at least three whatever the
+        // repository's random cut points (6 MiB were cut in two now and then).
+        let data = XorShift::new(5).bytes((16 << 20) + 4096);
         let opts = BackupOptions {
             stream_chunker: Some(ChunkerParams::FILES),
             ..BackupOptions::default()
