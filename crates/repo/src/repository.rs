@@ -1464,9 +1464,9 @@ pub struct PackerStats {
 type Upload = Result<(Id, u64, Vec<PackEntry>)>;
 
 /// An intermediate index file is closed at the pack that brings it to this many blobs (so it
-/// may hold one pack's blobs more), as it is at 64 packs. Counting packs alone, the 64 packs of a first
-/// backup of 1,000,000 small files held all 1,000,000 entries until its one index file was
-/// written at the end, and that file was then built, compressed and sealed whole in memory:
+/// may hold one pack's blobs more), as it is at 64 packs. Counting packs alone, the 64 packs
+/// of a first backup of 1,000,000 small files held all 1,000,000 entries until its one index
+/// file was written at the end, and that file was then built, compressed and sealed whole in memory:
 /// with the packer's set of every blob added, 337 MB at the peak. restic closes its index
 /// files at 50,000 blobs.
 const INDEX_FILE_BLOBS: usize = 65_536;
@@ -1486,8 +1486,6 @@ pub struct Packer<'a> {
     seen: HashSet<Id>,
     uploads: JoinSet<Upload>,
     durable: Vec<IndexPack>,
-    /// Blobs listed in `durable`.
-    durable_blobs: usize,
     stats: PackerStats,
     /// Packs per intermediate index file.
     index_every: usize,
@@ -1506,7 +1504,6 @@ impl<'a> Packer<'a> {
             seen: HashSet::new(),
             uploads: JoinSet::new(),
             durable: Vec::new(),
-            durable_blobs: 0,
             stats: PackerStats::default(),
             index_every: 64,
             index_every_blobs: INDEX_FILE_BLOBS,
@@ -1677,20 +1674,14 @@ impl<'a> Packer<'a> {
                 self.seen.remove(&e.id);
             }
             self.stats.packs += 1;
-            self.durable_blobs += entries.len();
             self.durable.push(IndexPack {
                 id,
                 size,
                 blobs: entries,
             });
-            if self.durable.len() >= self.index_every
-                || self.durable_blobs >= self.index_every_blobs
-            {
-                let file = IndexFile {
-                    supersedes: vec![],
-                    packs: self.take_durable(),
-                };
-                self.repo.write_index_file(&file).await?;
+            let blobs: usize = self.durable.iter().map(|p| p.blobs.len()).sum();
+            if self.durable.len() >= self.index_every || blobs >= self.index_every_blobs {
+                self.write_durable_index().await?;
             }
         }
         Ok(())
@@ -1705,11 +1696,7 @@ impl<'a> Packer<'a> {
     pub async fn flush(&mut self) -> Result<()> {
         self.finish_partial_packs().await?;
         if !self.durable.is_empty() {
-            let file = IndexFile {
-                supersedes: vec![],
-                packs: self.take_durable(),
-            };
-            self.repo.write_index_file(&file).await?;
+            self.write_durable_index().await?;
         }
         Ok(())
     }
@@ -1717,8 +1704,17 @@ impl<'a> Packer<'a> {
     /// Durable packs written by this packer since the last index file (for prune, which
     /// writes its own complete index).
     pub fn take_durable(&mut self) -> Vec<IndexPack> {
-        self.durable_blobs = 0;
         std::mem::take(&mut self.durable)
+    }
+
+    /// Writes an index file of the durable packs not yet indexed, and forgets them.
+    async fn write_durable_index(&mut self) -> Result<()> {
+        let file = IndexFile {
+            supersedes: vec![],
+            packs: self.take_durable(),
+        };
+        self.repo.write_index_file(&file).await?;
+        Ok(())
     }
 
     /// Uploads partial packs and waits for uploads without writing an index file.
