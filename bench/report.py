@@ -195,6 +195,14 @@ def render(res):
       "writing out the index; peak memory is GNU time's maximum resident set size of the "
       "command (MB = 10⁶ bytes; MB/s = 10⁶ bytes per second of "
       "the step's input or output).")
+    if m.get("settle_s"):
+        w("")
+        w(f"What a round deletes (restored trees, repositories) is moved aside and deleted "
+          f"only before the next round, which starts {m['settle_s']} s later: on ext4 "
+          "without a journal, files created in the half minute after many inodes were freed "
+          "are slow to create (the kernel looks past every recently freed inode for one to "
+          "reuse), and a restore right after another tool's restore was deleted took twice as "
+          "long, whichever tool it was.")
     la, lb = m.get("load_start"), m.get("load_end")
     loads = [r["load"] for s in res["steps"].values() for e in s.values() for r in e["runs"]]
     if loads:
