@@ -457,26 +457,28 @@ class Bench:
         self.trash = os.path.join(self.work, "trash")
         self.trash_n = 0
 
-    # Deleting many files just before a step slows that step down, whichever tool it is, on
-    # ext4 without a journal: for half a minute after inodes are freed, every file created
-    # in their group first looks past each of them for one not freed recently (the kernel's
-    # recently_deleted()), so a restore of 3,000 files right after another tool's restore
-    # was deleted took 2.4-3 s instead of 1.2-1.5 s, most of it in the kernel. What a round
-    # deletes is moved aside instead (a rename frees nothing) and deleted before the next
-    # round, which then waits until those inodes are no longer recent.
-    SETTLE_S = 32
-
+    # Deleting many files slows down the steps that create files after it, whichever tool
+    # they are, on ext4 without a journal: for a minute after inodes are freed (six while
+    # their inode table block is dirty, as creating files nearby makes it), every file
+    # created in their group first looks past each of them for an inode not freed recently
+    # (the kernel's recently_deleted()). A restore of 3,000 files after another tool's
+    # restore was deleted took 2.4-3 s instead of 1.2-1.5 s, most of it in the kernel. So
+    # nothing is deleted until the run ends: files are emptied (which frees their blocks and
+    # their page cache, not their inodes) and moved aside.
     def discard(self, path):
         if not os.path.lexists(path):
             return
+        if os.path.isdir(path) and not os.path.islink(path):
+            for d, _, fs in os.walk(path):
+                for f in fs:
+                    p = os.path.join(d, f)
+                    if os.path.isfile(p) and not os.path.islink(p):
+                        os.truncate(p, 0)
+        elif os.path.isfile(path):
+            os.truncate(path, 0)
         os.makedirs(self.trash, exist_ok=True)
         self.trash_n += 1
         os.rename(path, os.path.join(self.trash, str(self.trash_n)))
-
-    def settle(self):
-        rmtree(self.trash)
-        subprocess.run(["sync"])
-        time.sleep(self.SETTLE_S)
 
     # Trees: v1 and v2 take turns at live/media_tree (a rename keeps every inode).
     def place(self, version):
@@ -713,7 +715,7 @@ class Bench:
             name = tc.name
             ws = os.path.join(self.work, "small", name)
             if rnd == 0:
-                rmtree(ws)
+                self.discard(ws)
                 os.makedirs(ws)
             t = tc(ws)
             env = t.env()
@@ -734,7 +736,7 @@ class Bench:
                 for c in t.init(repo):
                     R.run(f"small-{name}-init", c, env=env)
                 if not timed("first"):
-                    rmtree(ws)
+                    self.discard(ws)
                     continue
                 sizes[name] = du(repo)
             if not os.path.isdir(repo):
@@ -751,9 +753,9 @@ class Bench:
                 if res.get("error") or not same_tree(restored, os.path.join(root, "tree")):
                     self.mark_invalid(name, ["small_files"], "the re-backup of the small files "
                                       "restores to something other than its input")
-                rmtree(target)
+                self.discard(target)
             if last:
-                rmtree(ws)
+                self.discard(ws)
 
     # --- issue 3: database backups with Strongroom against pg_dump itself
     def database_round(self, rnd):
@@ -810,12 +812,10 @@ class Bench:
         started = time.time()
         self.results["meta"] = meta(self.a, self.manifest, tools)
         self.results["meta"]["load_start"] = os.getloadavg()
-        self.results["meta"]["settle_s"] = self.SETTLE_S
+        self.results["meta"]["deletes_deferred"] = True
         for rnd in range(self.a.runs):
             order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
-            log(f"round {rnd + 1}/{self.a.runs}: floors (after {self.SETTLE_S} s for the "
-                "deletions of the last round to settle)")
-            self.settle()
+            log(f"round {rnd + 1}/{self.a.runs}: floors")
             self.floors(rnd)
             for tc in order:
                 log(f"round {rnd + 1}/{self.a.runs}: {tc.label}")

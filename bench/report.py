@@ -195,14 +195,13 @@ def render(res):
       "writing out the index; peak memory is GNU time's maximum resident set size of the "
       "command (MB = 10⁶ bytes; MB/s = 10⁶ bytes per second of "
       "the step's input or output).")
-    if m.get("settle_s"):
+    if m.get("deletes_deferred"):
         w("")
-        w(f"What a round deletes (restored trees, repositories) is moved aside and deleted "
-          f"only before the next round, which starts {m['settle_s']} s later: on ext4 "
-          "without a journal, files created in the half minute after many inodes were freed "
-          "are slow to create (the kernel looks past every recently freed inode for one to "
-          "reuse), and a restore right after another tool's restore was deleted took twice as "
-          "long, whichever tool it was.")
+        w("Nothing is deleted until the run ends: restored trees and repositories are emptied "
+          "(their blocks and page cache freed) and moved aside. On ext4 without a journal, "
+          "files created in the minutes after many inodes were freed are slow to create (the "
+          "kernel looks past every recently freed inode for one to reuse): a restore right "
+          "after another tool's restore was deleted took twice as long, whichever tool it was.")
     la, lb = m.get("load_start"), m.get("load_end")
     loads = [r["load"] for s in res["steps"].values() for e in s.values() for r in e["runs"]]
     if loads:
