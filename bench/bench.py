@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -471,14 +472,27 @@ class Bench:
         if os.path.isdir(path) and not os.path.islink(path):
             for d, _, fs in os.walk(path):
                 for f in fs:
-                    p = os.path.join(d, f)
-                    if os.path.isfile(p) and not os.path.islink(p):
-                        os.truncate(p, 0)
-        elif os.path.isfile(path):
-            os.truncate(path, 0)
+                    self.empty_file(os.path.join(d, f))
+        else:
+            self.empty_file(path)
         os.makedirs(self.trash, exist_ok=True)
         self.trash_n += 1
         os.rename(path, os.path.join(self.trash, str(self.trash_n)))
+
+    @staticmethod
+    def empty_file(path):
+        """Truncates a regular file that has no other link (never a symlink's target, never
+        a file hard-linked elsewhere, such as the input trees' shared files); best effort:
+        some tools make their repository files read-only."""
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size == 0:
+                return
+            if not st.st_mode & 0o200:
+                os.chmod(path, st.st_mode | 0o200)
+            os.truncate(path, 0)
+        except OSError:
+            pass
 
     # Trees: v1 and v2 take turns at live/media_tree (a rename keeps every inode).
     def place(self, version):
@@ -838,10 +852,10 @@ class Bench:
                     f"(issue 6, point 4)")
                 self.small_files_round(rnd, order)
             self.save(partial=True)
-        rmtree(self.trash)
         self.results["meta"]["load_end"] = os.getloadavg()
         self.results["meta"]["seconds"] = round(time.time() - started)
         self.results["meta"]["finished"] = utcnow()
+        rmtree(self.trash)
         return self.save(partial=False)
 
     def save(self, partial):

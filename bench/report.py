@@ -197,8 +197,8 @@ def render(res):
       "the step's input or output).")
     if m.get("deletes_deferred"):
         w("")
-        w("Nothing is deleted until the run ends: restored trees and repositories are emptied "
-          "(their blocks and page cache freed) and moved aside. On ext4 without a journal, "
+        w("No tree or repository is deleted until the run ends: restored trees and repositories "
+          "are emptied (their blocks and page cache freed) and moved aside. On ext4 without a journal, "
           "files created in the minutes after many inodes were freed are slow to create (the "
           "kernel looks past every recently freed inode for one to reuse): a restore right "
           "after another tool's restore was deleted took twice as long, whichever tool it was.")

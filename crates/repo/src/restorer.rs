@@ -94,8 +94,6 @@ pub async fn restore_to_dir(
     let budget = tokio::sync::Semaphore::new(BUDGET_UNITS as usize);
     let mut in_flight = futures::stream::FuturesUnordered::new();
     while let Some((tree_id, dir, rel)) = stack.pop() {
-        // Files of one folder are created and renamed one at a time (see [`Destination`]).
-        let dir_lock = Arc::new(std::sync::Mutex::new(()));
         let tree = match repo.load_tree(&tree_id).await {
             Ok(t) => t,
             Err(e) => {
@@ -150,9 +148,8 @@ pub async fn restore_to_dir(
                         }
                     }
                     let budget = &budget;
-                    let dir_lock = Arc::clone(&dir_lock);
                     in_flight.push(async move {
-                        let r = restore_file(repo, &node, path, dir_lock, opts, budget).await;
+                        let r = restore_file(repo, &node, path, opts, budget).await;
                         (r, shown)
                     });
                 }
@@ -299,7 +296,6 @@ async fn restore_file(
     repo: &Repository,
     node: &Node,
     path: PathBuf,
-    dir_lock: Arc<std::sync::Mutex<()>>,
     opts: &RestoreOptions,
     budget: &tokio::sync::Semaphore,
 ) -> Result<u64> {
@@ -312,7 +308,6 @@ async fn restore_file(
     let dest = Arc::new(Destination {
         path,
         tmp,
-        dir_lock,
         // Large files bypass the page cache where the filesystem allows: copying into it
         // cost more than decoding (docs/benchmarks.md, seventh pass).
         direct: node.size >= DIRECT_MIN_BYTES,
@@ -351,12 +346,6 @@ struct Destination {
     path: PathBuf,
     /// The temporary name it is written under.
     tmp: PathBuf,
-    /// Held while a file of this folder is created or renamed. The kernel takes the folder's
-    /// lock for either, and where a create is slow (ext4 without a journal looks past every
-    /// inode freed in the last half minute for a free one) the other writers spun on that
-    /// lock, burning a core: 10 % of a restore's CPU samples after a tree was deleted. Waiting
-    /// here sleeps instead, and files of other folders still go at once.
-    dir_lock: Arc<std::sync::Mutex<()>>,
     /// Written past the page cache ([`DirectWriter::new`]).
     direct: bool,
     /// Zero blocks left as holes ([`RestoreOptions::sparse`]).
@@ -377,16 +366,13 @@ impl Destination {
                 "a folder is in the way; move it aside and restore again".into(),
             ));
         }
-        let f = {
-            let _folder = self.lock_folder();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&self.tmp)
-                .map_err(RepoError::io("creating", &self.tmp))?
-        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&self.tmp)
+            .map_err(RepoError::io("creating", &self.tmp))?;
         self.created.store(true, Ordering::Release);
         Ok(if self.direct {
             DirectWriter::new(f, DEFAULT_STAGE_BYTES)
@@ -395,23 +381,12 @@ impl Destination {
         })
     }
 
-    /// The folder's lock. A poisoned lock only means a thread panicked holding it; it guards
-    /// nothing but the order of calls.
-    fn lock_folder(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.dir_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Ends the writes, renames the file into place and sets its metadata.
     fn commit(&self, file: DirectWriter) -> Result<()> {
         file.finish()
             .map_err(RepoError::io("writing", &self.path))?;
-        {
-            let _folder = self.lock_folder();
-            std::fs::rename(&self.tmp, &self.path)
-                .map_err(RepoError::io("renaming into", &self.path))?;
-        }
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(RepoError::io("renaming into", &self.path))?;
         set_meta(&self.path, &self.meta, false);
         Ok(())
     }
