@@ -315,11 +315,7 @@ async fn walk_files(
                 }
             };
             for node in &tree.nodes {
-                let p = if path.is_empty() {
-                    node.display_name()
-                } else {
-                    format!("{path}/{}", node.display_name())
-                };
+                let p = child_path(&path, node);
                 match node.kind {
                     NodeKind::Dir => match node.subtree {
                         Some(s) => stack.push((s, p)),
@@ -496,6 +492,15 @@ fn check_pack_header(
     errors
 }
 
+/// The path of `node` inside the folder at `path` ("" for a snapshot's root), as findings show it.
+fn child_path(path: &str, node: &crate::tree::Node) -> String {
+    if path.is_empty() {
+        node.display_name()
+    } else {
+        format!("{path}/{}", node.display_name())
+    }
+}
+
 /// Re-reads every blob of one snapshot (trees and data), authenticating each: the check run
 /// after a backup with `--verify`. Returns the problems found, naming files.
 ///
@@ -517,11 +522,7 @@ pub async fn verify_snapshot(repo: &Repository, snap: &crate::Snapshot) -> Resul
             }
         };
         for node in &tree.nodes {
-            let p = if path.is_empty() {
-                node.display_name()
-            } else {
-                format!("{path}/{}", node.display_name())
-            };
+            let p = child_path(&path, node);
             match node.kind {
                 NodeKind::Dir => stack.extend(node.subtree.map(|s| (s, p))),
                 NodeKind::File => {
